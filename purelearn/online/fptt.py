@@ -1,0 +1,145 @@
+r"""FPTT (Kag & Saligrama, ICML 2021; for SNNs Yin, Corradi & Bohté, 2023) as a pure step.
+
+SpikingJelly 2.0.0 semantics (``learning.online_learning.fptt_online_training``), per step t::
+
+    l̃_t(W)    = l_t(W; s_{t−1}, x_t) + (alpha/2) · Σ_i mse(W_i, w_ra_i + grad_last_i / (2·alpha))
+    W_{t+1}    = optimizer step on ∇l̃_t(W_t)                      (from opt_state before step t)
+    s_t        = neuron states after the first forward (carried, detached)
+    if not last:                                                   (the reference skips this at t = T−1)
+        grad_last = ∇l_t(W_{t+1}; s_t, x_t)                          (second forward from s_t)
+        w_ra      = (w_ra + W_{t+1}) / 2 − grad_last / (2·alpha)
+
+``grad_last`` starts at 0 on every sequence; ``w_ra`` (a detached copy of the initial params) and
+the optimizer state persist across sequences. ``mse`` is the per-tensor mean, as ``F.mse_loss``.
+
+Options beyond the reference, off by default:
+
+- ``reduction="sum"``: the paper's squared norm ``(alpha/2)·‖W − w_ra − grad_last/(2 alpha)‖²``
+  instead of the per-tensor mean (the mean scales alpha by 1/numel per tensor).
+- ``second_forward="pre"``: evaluate ``∇l_t(W_{t+1})`` from the state *before* step t,
+  ``s_{t−1}``, as the paper's algorithm states (the reference runs it from ``s_t``).
+
+A parameter that receives no gradient gets a zero gradient (the reference raises ``TypeError``).
+
+Example::
+
+    >>> import torch, torch.nn.functional as F
+    >>> from purelearn import nn, neurons, optim, online
+    >>> model = nn.Sequential(nn.Linear(8, 4), neurons.LIF(), nn.Linear(4, 2), neurons.LIF())
+    >>> x_seq, y_seq = torch.rand(4, 2, 8), torch.rand(4, 2, 2)
+    >>> params, states = model.init(torch.Generator().manual_seed(0), x_seq[0])
+    >>> learner = online.fptt(model, F.mse_loss, optim.sgd(lr=0.1), alpha=0.1)
+    >>> carry, outs = learner.run(learner.init(params, states), x_seq, y_seq)
+    >>> outs.loss.shape, outs.y.shape
+    (torch.Size([4]), torch.Size([4, 2, 2]))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from .. import optim, tree
+from ..nn import Sequential
+from ._base import (
+    LossFn,
+    StepOutput,
+    check_like_params,
+    check_model,
+    check_positive,
+    check_step_inputs,
+    loss_and_state,
+    run_sequence,
+    step_grad,
+)
+
+__all__ = ["FPTTCarry", "FPTT", "fptt"]
+
+
+class FPTTCarry(NamedTuple):
+    """FPTT's carry: ``params``, neuron ``states``, ``opt_state``, running average ``w_ra`` and
+    ``grad_last`` (∇l_{t−1} at the updated weights; zero at the start of each sequence)."""
+
+    params: Any
+    states: Any
+    opt_state: Any
+    w_ra: Any
+    grad_last: Any
+
+
+def _regulariser(params: Any, target: Any, alpha: Any, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        terms = [F.mse_loss(w, c) for w, c in zip(tree.leaves(params), tree.leaves(target))]
+    else:
+        terms = [F.mse_loss(w, c, reduction="sum") for w, c in zip(tree.leaves(params), tree.leaves(target))]
+    return (alpha / 2.0) * sum(terms)
+
+
+@dataclass(frozen=True)
+class FPTT:
+    """The FPTT learner; build it with :func:`fptt`. See the module docstring for the equations."""
+
+    model: Sequential
+    loss_fn: LossFn
+    optimizer: optim.GradientTransformation
+    alpha: float | torch.Tensor = 0.1
+    reduction: str = "mean"
+    second_forward: str = "post"
+
+    def __post_init__(self) -> None:
+        check_model("fptt", self.model, self.loss_fn, self.optimizer)
+        check_positive("fptt", "alpha", self.alpha)
+        if self.reduction not in ("mean", "sum"):
+            raise ValueError(f"fptt: `reduction` must be 'mean' or 'sum', got {self.reduction!r}")
+        if self.second_forward not in ("post", "pre"):
+            raise ValueError(f"fptt: `second_forward` must be 'post' or 'pre', got {self.second_forward!r}")
+
+    def init(self, params: Any, states: Any) -> FPTTCarry:
+        """Carry for the first sequence: ``w_ra`` a detached copy of ``params``, ``grad_last`` zeros."""
+        return FPTTCarry(params=params, states=states, opt_state=self.optimizer.init(params),
+                         w_ra=tree.clone(params), grad_last=tree.zeros_like(params))
+
+    def step(self, carry: FPTTCarry, x_t: torch.Tensor, y_t: torch.Tensor, last: bool = False
+             ) -> tuple[FPTTCarry, StepOutput]:
+        """One FPTT step on ``x_t`` [N, ...], ``y_t`` [N, ...]; ``last=True`` skips the w_ra update."""
+        check_step_inputs("fptt.step", x_t, y_t)
+        check_like_params("fptt.step", "carry.w_ra", carry.w_ra, carry.params)
+        check_like_params("fptt.step", "carry.grad_last", carry.grad_last, carry.params)
+        alpha = self.alpha
+        target = tree.map(lambda w, g: w + g / (2.0 * alpha), carry.w_ra, carry.grad_last)
+
+        def objective(p: Any) -> tuple[torch.Tensor, Any]:
+            loss, aux = loss_and_state(self.model, self.loss_fn, p, carry.states, x_t, y_t)
+            return loss + _regulariser(p, target, alpha, self.reduction), aux
+
+        grads, (loss, y_hat, states) = torch.func.grad(objective, has_aux=True)(carry.params)
+        updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
+        params = optim.apply_updates(carry.params, updates)
+        w_ra, grad_last = carry.w_ra, carry.grad_last
+        if not last:
+            from_states = states if self.second_forward == "post" else carry.states
+            grad_last = step_grad(self.model, self.loss_fn, params, from_states, x_t, y_t)[0]
+            w_ra = tree.map(lambda ra, w, g: (ra + w) / 2.0 - g / (2.0 * alpha), w_ra, params, grad_last)
+        return FPTTCarry(params, states, opt_state, w_ra, grad_last), StepOutput(loss, y_hat)
+
+    def end_sequence(self, carry: FPTTCarry) -> FPTTCarry:
+        """Ready for the next sequence: fresh neuron states, ``grad_last`` zero; the rest kept."""
+        return carry._replace(states=self.model.reset_states(carry.states),
+                              grad_last=tree.zeros_like(carry.grad_last))
+
+    def run(self, carry: FPTTCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[FPTTCarry, StepOutput]:
+        """One time-major sequence ``x_seq`` [T, N, ...], ``y_seq`` [T, N, ...]; outputs [T, ...]."""
+        return run_sequence(self, carry, x_seq, y_seq)
+
+
+def fptt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation,
+         alpha: float | torch.Tensor = 0.1, *, reduction: str = "mean", second_forward: str = "post") -> FPTT:
+    """FPTT learner with SpikingJelly 2.0.0 semantics (see the module docstring).
+
+    ``alpha`` (> 0) may be a (batched) tensor. ``reduction`` ∈ {"mean", "sum"},
+    ``second_forward`` ∈ {"post", "pre"}.
+    """
+    return FPTT(model, loss_fn, optimizer, alpha, reduction, second_forward)

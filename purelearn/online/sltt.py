@@ -1,0 +1,125 @@
+r"""SLTT (Meng et al., ICCV 2023): spatial learning through time, and SLTT-K.
+
+The model uses :class:`~purelearn.neurons.SLTTLIF` neurons, whose temporal path ``V_{t−1} → H_t``
+is detached, so only the spatial path is differentiated and each step's gradient is local::
+
+    g_t = ∇_W l_t(W; s_{t−1}, x_t),     presynaptic *spikes* enter the weight gradient
+
+``online=False`` (default) sums ``g_t`` over the sequence and updates once, at its last step;
+``online=True`` updates every step.
+
+**SLTT-K**: with ``k`` set, only ``k`` of the T steps, drawn at random per sequence, run a backward
+pass; the others run forward only and build no autograd graph at all (that is where the speed
+comes from). The draw is a pure function of ``carry.key`` (an int64 0-d tensor, seeded by
+``seed``), advanced after every sequence, so runs are reproducible. The draw happens on the host
+(``run`` reads the key), so under ``vmap`` the key must not be batched.
+
+Example::
+
+    >>> import torch, torch.nn.functional as F
+    >>> from purelearn import nn, neurons, optim, online
+    >>> model = nn.Sequential(nn.Linear(8, 4), neurons.SLTTLIF(), nn.Linear(4, 2), neurons.SLTTLIF())
+    >>> params, states = model.init(torch.Generator().manual_seed(0), torch.rand(2, 8))
+    >>> learner = online.sltt(model, F.mse_loss, optim.sgd(lr=0.1), k=2, seed=0)
+    >>> carry = learner.init(params, states)
+    >>> learner.selected_steps(carry, 6)
+    [0, 3]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import optree
+import torch
+
+from .. import optim, tree
+from ..neurons import Neuron, SLTTLIF
+from ..nn import Sequential, hash32
+from ._base import LossFn, StepOutput, check_model, check_sequence
+from ._per_step import per_step
+
+__all__ = ["SLTTCarry", "SLTT", "sltt"]
+
+
+class SLTTCarry(NamedTuple):
+    """SLTT's carry: ``params``, ``states``, ``opt_state``, ``grad_sum`` (None when online) and
+    ``key`` (int64 0-d; picks SLTT-K's backward steps)."""
+
+    params: Any
+    states: Any
+    opt_state: Any
+    grad_sum: Any
+    key: torch.Tensor
+
+
+def check_sltt_model(model: Sequential) -> None:
+    """Every neuron must be an SLTTLIF."""
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Neuron) and not isinstance(layer, SLTTLIF):
+            raise ValueError(
+                f"sltt: layer {i} is {type(layer).__name__}; SLTT needs neurons.SLTTLIF neurons (temporal "
+                "path of the membrane detached) in every neuron layer"
+            )
+
+
+@dataclass(frozen=True)
+class SLTT:
+    """The SLTT / SLTT-K learner; build it with :func:`sltt`."""
+
+    model: Sequential
+    loss_fn: LossFn
+    optimizer: optim.GradientTransformation
+    online: bool = False
+    k: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_model("sltt", self.model, self.loss_fn, self.optimizer)
+        if not isinstance(self.online, bool):
+            raise TypeError(f"sltt: `online` must be a bool, got {type(self.online).__name__}")
+        if self.k is not None and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1):
+            raise ValueError(f"sltt: `k` must be None or an int >= 1, got {self.k!r}")
+        check_sltt_model(self.model)
+
+    def init(self, params: Any, states: Any) -> SLTTCarry:
+        """Carry for the first sequence; ``key`` from ``seed`` on the params' device."""
+        device = tree.leaves(params)[0].device
+        grad_sum = None if self.online else tree.zeros_like(params)
+        key = torch.tensor(self.seed, dtype=torch.int64, device=device)
+        return SLTTCarry(params, states, self.optimizer.init(params), grad_sum, key)
+
+    def selected_steps(self, carry: SLTTCarry, T: int) -> list[int]:
+        """The sorted time steps that run a backward pass in this sequence (all of them if k is None)."""
+        if self.k is None:
+            return list(range(T))
+        if self.k > T:
+            raise ValueError(f"sltt: `k`={self.k} exceeds the sequence length T={T}")
+        scores = hash32(torch.arange(T, dtype=torch.int64) ^ hash32(carry.key.detach().cpu()))
+        return sorted(torch.argsort(scores, stable=True)[: self.k].tolist())
+
+    def step(self, carry: SLTTCarry, x_t: torch.Tensor, y_t: torch.Tensor, last: bool = False,
+             backward: bool = True) -> tuple[SLTTCarry, StepOutput]:
+        """One step; ``backward=False`` runs forward only (SLTT-K's unselected steps)."""
+        return per_step(self, "sltt.step", carry, x_t, y_t, last, backward)
+
+    def end_sequence(self, carry: SLTTCarry) -> SLTTCarry:
+        """Fresh neuron states and the next key; params and optimizer state kept."""
+        return carry._replace(states=self.model.reset_states(carry.states), key=hash32(carry.key + 1))
+
+    def run(self, carry: SLTTCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[SLTTCarry, StepOutput]:
+        """One time-major sequence; with ``k`` set only ``selected_steps`` run a backward pass."""
+        T = check_sequence("SLTT", x_seq, y_seq)
+        selected = set(self.selected_steps(carry, T))
+        outs = []
+        for t in range(T):
+            carry, out = self.step(carry, x_seq[t], y_seq[t], last=t == T - 1, backward=t in selected)
+            outs.append(out)
+        return self.end_sequence(carry), optree.tree_map(lambda *a: torch.stack(a), *outs)
+
+
+def sltt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation, online: bool = False,
+         k: int | None = None, *, seed: int = 0) -> SLTT:
+    """SLTT learner (per-sequence update by default); ``k`` turns it into SLTT-K."""
+    return SLTT(model, loss_fn, optimizer, online, k, seed)
