@@ -1,7 +1,7 @@
 """purelearn: online training of spiking networks as pure ``torch.func`` step functions."""
 
-from . import nn, neurons, online, optim, surrogate, tree
+from . import nn, neurons, online, optim, surrogate, sweep, tree
 from .scan import scan
 
-__all__ = ["nn", "neurons", "online", "optim", "surrogate", "tree", "scan"]
+__all__ = ["nn", "neurons", "online", "optim", "surrogate", "sweep", "tree", "scan"]
 __version__ = "0.1.0"
