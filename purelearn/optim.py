@@ -273,7 +273,9 @@ def _map_leaves(fn: Callable[..., tuple[Any, ...]], width: int, grads: PyTree, *
     columns = [[None] * len(flat_g) if o is None else tree.leaves(o) for o in others]
     rows = [fn(*leaf) for leaf in zip(flat_g, *columns, strict=True)]
     outputs = zip(*rows, strict=True) if rows else [()] * width
-    return [spec.unflatten(list(col)) for col in outputs]
+    # A column of Nones (e.g. no momentum buffer) stays None: unflattening None leaves is not
+    # supported by torch.compile's optree polyfill.
+    return [None if all(c is None for c in col) else spec.unflatten(list(col)) for col in outputs]
 
 
 # --------------------------------------------------------------------------------------------------
