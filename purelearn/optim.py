@@ -275,7 +275,7 @@ def _map_leaves(fn: Callable[..., tuple[Any, ...]], width: int, grads: PyTree, *
     outputs = zip(*rows, strict=True) if rows else [()] * width
     # A column of Nones (e.g. no momentum buffer) stays None: unflattening None leaves is not
     # supported by torch.compile's optree polyfill.
-    return [None if all(c is None for c in col) else spec.unflatten(list(col)) for col in outputs]
+    return [None if col and all(c is None for c in col) else spec.unflatten(list(col)) for col in outputs]
 
 
 # --------------------------------------------------------------------------------------------------
