@@ -1,6 +1,6 @@
 """purelearn: online training of spiking networks as pure ``torch.func`` step functions."""
 
-from . import nn, neurons, online, optim, surrogate, sweep, tree
+from . import neurons, nn, online, optim, surrogate, sweep, tree
 from .scan import scan
 
 __all__ = ["nn", "neurons", "online", "optim", "surrogate", "sweep", "tree", "scan"]

@@ -23,7 +23,8 @@ Example::
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import optree
 import torch
@@ -95,7 +96,7 @@ def vmap_configs(fn: Callable[..., Any], configs: dict[str, Any], *, chunk_size:
     names = list(configs)
 
     def call(*batched: Any) -> Any:
-        return fn(**dict(zip(names, batched)), **fixed)
+        return fn(**dict(zip(names, batched, strict=True)), **fixed)
 
     return torch.func.vmap(call, in_dims=0, chunk_size=chunk_size)(*(configs[n] for n in names))
 

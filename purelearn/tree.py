@@ -19,7 +19,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import optree
 import torch
@@ -140,7 +141,7 @@ def global_norm(tree: PyTree) -> torch.Tensor:
 def max_abs_diff(a: PyTree, b: PyTree) -> float:
     """The largest absolute leaf-wise difference between two same-structured trees (a Python float)."""
     assert_same_structure(a, b, "a", "b")
-    diffs = [float((x - y).abs().max()) if x.numel() else 0.0 for x, y in zip(leaves(a), leaves(b))]
+    diffs = [float((x - y).abs().max()) if x.numel() else 0.0 for x, y in zip(leaves(a), leaves(b), strict=True)]
     return max(diffs, default=0.0)
 
 
@@ -150,7 +151,7 @@ def allclose(a: PyTree, b: PyTree, rtol: float = 1e-5, atol: float = 1e-8) -> bo
         return False
     return all(
         x.shape == y.shape and torch.allclose(x, y, rtol=rtol, atol=atol)
-        for x, y in zip(leaves(a), leaves(b))
+        for x, y in zip(leaves(a), leaves(b), strict=True)
     )
 
 
@@ -163,7 +164,7 @@ def assert_same_structure(a: PyTree, b: PyTree, name_a: str, name_b: str, shapes
         )
     if shapes:
         paths = optree.tree_paths(a)
-        for path, x, y in zip(paths, leaves(a), leaves(b)):
+        for path, x, y in zip(paths, leaves(a), leaves(b), strict=True):
             if tuple(x.shape) != tuple(y.shape):
                 where = ".".join(str(p) for p in path)
                 raise ValueError(
