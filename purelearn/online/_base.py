@@ -13,8 +13,9 @@ algorithm state reset, params / optimizer state / running averages kept).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from numbers import Real
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import optree
 import torch

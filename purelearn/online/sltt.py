@@ -35,7 +35,7 @@ import optree
 import torch
 
 from .. import optim, tree
-from ..neurons import Neuron, SLTTLIF
+from ..neurons import SLTTLIF, Neuron
 from ..nn import Sequential, hash32
 from ._base import LossFn, StepOutput, check_model, check_sequence
 from ._per_step import per_step
