@@ -113,6 +113,37 @@ def loss_and_state(model: Sequential, loss_fn: LossFn, params: Any, states: Any,
     return loss, (loss, y_hat, new_states)
 
 
+def _plain_autograd_applies(leaves: list[Any]) -> bool:
+    """True outside every ``torch.func`` transform and ``torch.compile`` trace, for plain tensors
+    that carry no autograd history of their own: there ``torch.autograd.grad`` computes exactly what
+    ``torch.func.grad`` does (same graph, same backward formulas), without functorch's per-op wrapping."""
+    if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
+        return False
+    return all(type(leaf) is torch.Tensor and not leaf.requires_grad for leaf in leaves)
+
+
+def grad_with_aux(objective: Callable[[Any], tuple[torch.Tensor, Any]], params: Any) -> tuple[Any, Any]:
+    """``torch.func.grad(objective, has_aux=True)(params)``: ``(grads, aux)``, aux detached.
+
+    Eager calls outside any transform take a faster route with the same numbers (plain
+    ``torch.autograd.grad`` on detached copies of the leaves; about a third less time per step on
+    small networks, where functorch's per-operation wrapping dominates). Inside ``vmap``, ``grad``
+    or ``torch.compile`` this is ``torch.func.grad`` itself. Leaves without a gradient get zeros.
+    """
+    leaves, spec = optree.tree_flatten(params)
+    if not _plain_autograd_applies(leaves):
+        return torch.func.grad(objective, has_aux=True)(params)
+    with torch.enable_grad():
+        inputs = [leaf.detach().requires_grad_() for leaf in leaves]
+        out, aux = objective(optree.tree_unflatten(spec, inputs))
+        if not isinstance(out, torch.Tensor) or out.dim() != 0:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise RuntimeError(f"grad_with_aux: the objective must return a 0-d tensor, got {got}")
+        grads = torch.autograd.grad(out, inputs, allow_unused=True) if out.requires_grad else [None] * len(inputs)
+    grads = [torch.zeros_like(leaf) if g is None else g for leaf, g in zip(leaves, grads, strict=True)]
+    return optree.tree_unflatten(spec, grads), detach(aux)
+
+
 def step_grad(model: Sequential, loss_fn: LossFn, params: Any, states: Any, x_t: torch.Tensor,
               y_t: torch.Tensor) -> tuple[Any, torch.Tensor, torch.Tensor, Any]:
     """∇_params l_t with ``states`` held constant (one step, no path into earlier steps).
@@ -120,7 +151,7 @@ def step_grad(model: Sequential, loss_fn: LossFn, params: Any, states: Any, x_t:
     Returns ``(grads, loss, y_hat, new_states)``; everything but ``grads`` is detached.
     """
     objective = lambda p: loss_and_state(model, loss_fn, p, states, x_t, y_t)
-    grads, (loss, y_hat, new_states) = torch.func.grad(objective, has_aux=True)(params)
+    grads, (loss, y_hat, new_states) = grad_with_aux(objective, params)
     return grads, loss, y_hat, new_states
 
 

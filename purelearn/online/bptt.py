@@ -31,7 +31,15 @@ import torch
 
 from .. import optim
 from ..nn import Sequential
-from ._base import LossFn, StepOutput, check_loss, check_model, check_sequence
+from ._base import (
+    LossFn,
+    StepOutput,
+    check_loss,
+    check_model,
+    check_sequence,
+    check_step_inputs,
+    grad_with_aux,
+)
 
 __all__ = ["BPTTCarry", "BPTT", "bptt"]
 
@@ -83,8 +91,9 @@ class BPTT:
     def run(self, carry: BPTTCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[BPTTCarry, StepOutput]:
         """One sequence: one gradient of Σ_t l_t and one update. Outputs are detached, [T, ...]."""
         check_sequence("BPTT", x_seq, y_seq)
+        check_step_inputs("bptt.run", x_seq[0], y_seq[0])  # same batch size (all steps share shapes)
         objective = lambda p: self.sequence_loss(p, carry.states, x_seq, y_seq)
-        grads, (losses, ys, states) = torch.func.grad(objective, has_aux=True)(carry.params)
+        grads, (losses, ys, states) = grad_with_aux(objective, carry.params)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
         params = optim.apply_updates(carry.params, updates)
         return self.end_sequence(BPTTCarry(params, states, opt_state)), StepOutput(losses, ys)

@@ -51,6 +51,7 @@ from ._base import (
     check_model,
     check_positive,
     check_step_inputs,
+    grad_with_aux,
     loss_and_state,
     run_sequence,
     step_grad,
@@ -71,10 +72,8 @@ class FPTTCarry(NamedTuple):
 
 
 def _regulariser(params: Any, target: Any, alpha: Any, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        terms = [F.mse_loss(w, c) for w, c in zip(tree.leaves(params), tree.leaves(target))]
-    else:
-        terms = [F.mse_loss(w, c, reduction="sum") for w, c in zip(tree.leaves(params), tree.leaves(target))]
+    pairs = zip(tree.leaves(params), tree.leaves(target), strict=True)
+    terms = [F.mse_loss(w, c, reduction=reduction) for w, c in pairs]
     return (alpha / 2.0) * sum(terms)
 
 
@@ -115,7 +114,7 @@ class FPTT:
             loss, aux = loss_and_state(self.model, self.loss_fn, p, carry.states, x_t, y_t)
             return loss + _regulariser(p, target, alpha, self.reduction), aux
 
-        grads, (loss, y_hat, states) = torch.func.grad(objective, has_aux=True)(carry.params)
+        grads, (loss, y_hat, states) = grad_with_aux(objective, carry.params)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
         params = optim.apply_updates(carry.params, updates)
         w_ra, grad_last = carry.w_ra, carry.grad_last

@@ -40,6 +40,7 @@ from ._base import (
     check_model,
     check_positive,
     check_step_inputs,
+    grad_with_aux,
     loss_and_state,
     run_sequence,
 )
@@ -82,7 +83,7 @@ class FPTTDual:
         """R(W) = (rho − 1)·⟨W, λ⟩ + (alpha/2)·‖W − W̄‖², summed over all parameters."""
         terms = [
             (self.rho - 1.0) * torch.sum(w * lm) + (self.alpha / 2.0) * torch.sum((w - wb) ** 2)
-            for w, wb, lm in zip(tree.leaves(params), tree.leaves(w_bar), tree.leaves(lam))
+            for w, wb, lm in zip(tree.leaves(params), tree.leaves(w_bar), tree.leaves(lam), strict=True)
         ]
         return sum(terms)
 
@@ -97,7 +98,7 @@ class FPTTDual:
             loss, aux = loss_and_state(self.model, self.loss_fn, p, carry.states, x_t, y_t)
             return loss + self.regulariser(p, carry.w_bar, carry.lam), aux
 
-        grads, (loss, y_hat, states) = torch.func.grad(objective, has_aux=True)(carry.params)
+        grads, (loss, y_hat, states) = grad_with_aux(objective, carry.params)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
         params = optim.apply_updates(carry.params, updates)
         alpha, beta = self.alpha, self.beta
