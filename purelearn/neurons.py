@@ -176,7 +176,7 @@ def alif_step(
     """
     alpha = torch.exp(-1.0 / torch.as_tensor(tau_m, dtype=x.dtype, device=x.device))
     rho = torch.exp(-1.0 / torch.as_tensor(tau_adp, dtype=x.dtype, device=x.device))
-    b = rho * state.b + (1.0 - rho) * state.s
+    b = (rho * state.b + (1.0 - rho) * state.s).expand_as(x).clone()  # x's shape, also for [features] tau_adp
     theta = v_threshold + beta * b
     v = alpha * state.v + (1.0 - alpha) * x - theta * state.s
     spike = surrogate(v - theta)

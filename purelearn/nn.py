@@ -91,15 +91,18 @@ def _uniform(generator: torch.Generator | None, shape: tuple[int, ...], bound: f
     return ((u * 2.0 - 1.0) * bound).to(like.device)
 
 
-def _check_params(owner: str, params: Any, expected: dict[str, tuple[int, ...]]) -> None:
+def _check_params(layer: Any, params: Any, expected: dict[str, tuple[int, ...]]) -> None:
+    # The layer's name is only formatted when raising: an f-string of (symbolic) sizes on the
+    # happy path would break torch.compile graphs.
+    owner = lambda: layer.describe()
     if not isinstance(params, dict) or set(params) != set(expected):
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
-        raise ValueError(f"{owner}: `params` must be a dict with keys {sorted(expected)}, got {got}")
+        raise ValueError(f"{owner()}: `params` must be a dict with keys {sorted(expected)}, got {got}")
     for key, shape in expected.items():
         leaf = params[key]
         if not isinstance(leaf, torch.Tensor) or tuple(leaf.shape) != shape:
             got = tuple(leaf.shape) if isinstance(leaf, torch.Tensor) else type(leaf).__name__
-            raise ValueError(f"{owner}: `params[{key!r}]` must have shape {shape}, got {got}")
+            raise ValueError(f"{owner()}: `params[{key!r}]` must have shape {shape}, got {got}")
 
 
 class Layer:
@@ -148,6 +151,9 @@ class Linear(Layer):
         _positive_int(self.in_features, "in_features", "Linear")
         _positive_int(self.out_features, "out_features", "Linear")
 
+    def describe(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features})"
+
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         shapes = {"weight": (self.out_features, self.in_features)}
         if self.bias:
@@ -171,7 +177,7 @@ class Linear(Layer):
 
     def apply(self, params: Params, state: None, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         x = self._check_x(x)
-        _check_params(f"Linear({self.in_features}, {self.out_features})", params, self.param_shapes())
+        _check_params(self, params, self.param_shapes())
         return F.linear(x, params["weight"], params.get("bias")), None
 
 
@@ -204,6 +210,9 @@ class Conv2d(Layer):
                 f"and out_channels={self.out_channels}"
             )
 
+    def describe(self) -> str:
+        return f"Conv2d({self.in_channels}, {self.out_channels})"
+
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         shapes = {"weight": (self.out_channels, self.in_channels // self.groups, *self.kernel_size)}
         if self.bias:
@@ -227,7 +236,7 @@ class Conv2d(Layer):
 
     def apply(self, params: Params, state: None, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         x = self._check_x(x)
-        _check_params(f"Conv2d({self.in_channels}, {self.out_channels})", params, self.param_shapes())
+        _check_params(self, params, self.param_shapes())
         y = F.conv2d(x, params["weight"], params.get("bias"), self.stride, self.padding,
                      self.dilation, self.groups)
         return y, None
