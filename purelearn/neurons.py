@@ -201,6 +201,11 @@ def _check_number(owner: str, name: str, value: Any, *, gt: float | None = None,
 
 
 def _check_state_shape(owner: str, name: str, v: torch.Tensor, x: torch.Tensor) -> None:
+    if v.dtype != x.dtype or v.device != x.device:
+        raise TypeError(
+            f"{owner}: state `{name}` is {v.dtype} on {v.device} but the input x is {x.dtype} on {x.device}; "
+            "states follow the data: build them with model.init / model.init_states on data like x"
+        )
     if v.dim() != 0 and v.shape != x.shape:
         raise ValueError(
             f"{owner}: state `{name}` has shape {tuple(v.shape)} but the input x has shape "

@@ -91,7 +91,7 @@ def _uniform(generator: torch.Generator | None, shape: tuple[int, ...], bound: f
     return ((u * 2.0 - 1.0) * bound).to(like.device)
 
 
-def _check_params(layer: Any, params: Any, expected: dict[str, tuple[int, ...]]) -> None:
+def _check_params(layer: Any, params: Any, expected: dict[str, tuple[int, ...]], x: torch.Tensor) -> None:
     # The layer's name is only formatted when raising: an f-string of (symbolic) sizes on the
     # happy path would break torch.compile graphs.
     owner = lambda: layer.describe()
@@ -103,6 +103,11 @@ def _check_params(layer: Any, params: Any, expected: dict[str, tuple[int, ...]])
         if not isinstance(leaf, torch.Tensor) or tuple(leaf.shape) != shape:
             got = tuple(leaf.shape) if isinstance(leaf, torch.Tensor) else type(leaf).__name__
             raise ValueError(f"{owner()}: `params[{key!r}]` must have shape {shape}, got {got}")
+        if leaf.dtype != x.dtype or leaf.device != x.device:
+            raise TypeError(
+                f"{owner()}: `params[{key!r}]` is {leaf.dtype} on {leaf.device} but the input x is {x.dtype} "
+                f"on {x.device}; parameters and data must share dtype and device"
+            )
 
 
 class Layer:
@@ -177,7 +182,7 @@ class Linear(Layer):
 
     def apply(self, params: Params, state: None, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         x = self._check_x(x)
-        _check_params(self, params, self.param_shapes())
+        _check_params(self, params, self.param_shapes(), x)
         return F.linear(x, params["weight"], params.get("bias")), None
 
 
@@ -236,7 +241,7 @@ class Conv2d(Layer):
 
     def apply(self, params: Params, state: None, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         x = self._check_x(x)
-        _check_params(self, params, self.param_shapes())
+        _check_params(self, params, self.param_shapes(), x)
         y = F.conv2d(x, params["weight"], params.get("bias"), self.stride, self.padding,
                      self.dilation, self.groups)
         return y, None
