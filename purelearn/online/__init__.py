@@ -7,6 +7,7 @@ data; ``run`` returns a carry ready for the next sequence.
 
 from ._base import StepOutput
 from .bptt import BPTT, BPTTCarry, bptt
+from .checked import CheckFinite, NonFiniteLossError, check_finite
 from .fptt import FPTT, FPTTCarry, fptt
 from .fptt_dual import FPTTDual, FPTTDualCarry, fptt_dual
 from .ottt import OTTT, OTTTCarry, ottt
@@ -19,4 +20,5 @@ __all__ = [
     "OTTT", "OTTTCarry", "ottt",
     "SLTT", "SLTTCarry", "sltt",
     "BPTT", "BPTTCarry", "bptt",
+    "CheckFinite", "NonFiniteLossError", "check_finite",
 ]
