@@ -95,7 +95,10 @@ def check_like_params(owner: str, name: str, value: Any, params: Any) -> None:
     try:
         tree.assert_same_structure(params, value, "carry.params", name)
     except ValueError as err:
-        raise ValueError(f"{owner}: {err}") from None
+        raise ValueError(
+            f"{owner}: `carry.params` and `{name}` disagree ({err}); either may be the wrong one: "
+            "a carry must come from learner.init(params, states) with the params the model was built for"
+        ) from None
 
 
 def check_loss(loss: Any) -> torch.Tensor:

@@ -1,0 +1,171 @@
+"""The bad-input catalogue (docs/bad_inputs.md): every row is a case here, and every case a row.
+
+Each case runs a public entry point on one class of bad input and checks the exception type and
+that the message names the argument (and the expected / received values). Learner cases also
+check that nothing was touched: the carry's tensors keep their values and version counters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from purelearn import neurons, nn, online, optim, scan, surrogate, sweep, tree
+
+ROOT = Path(__file__).resolve().parents[1]
+CATALOGUE = (ROOT / "docs" / "bad_inputs.md").read_text()
+
+
+def _model() -> nn.Sequential:
+    return nn.Sequential(nn.Linear(3, 4), neurons.LIF(), nn.Linear(4, 2), neurons.LIF())
+
+
+def _setup(learner_fn: Callable | None = None):
+    model = _model()
+    x = torch.rand(5, 2, 3)
+    y = torch.rand(5, 2, 2)
+    params, states = model.init(torch.Generator().manual_seed(0), x[0])
+    learner = (learner_fn or (lambda m: online.fptt(m, F.mse_loss, optim.sgd(lr=0.1))))(model)
+    return model, learner, learner.init(params, states), x, y
+
+
+def _apply_with(params=None, states=None, x=None):
+    model = _model()
+    x0 = torch.rand(2, 3)
+    p, s = model.init(torch.Generator().manual_seed(0), x0)
+    s = model.apply(p, s, x0)[1]
+    model.apply(params if params is not None else p, states if states is not None else s,
+                x if x is not None else x0)
+
+
+def _run_with(**replace):
+    _, learner, carry, x, y = _setup()
+    args = {"carry": carry, "x_seq": x, "y_seq": y}
+    args.update(replace)
+    learner.run(args["carry"], args["x_seq"], args["y_seq"])
+
+
+def _carry_with(**fields):
+    _, learner, carry, x, y = _setup()
+    learner.step(carry._replace(**fields), x[0], y[0])
+
+
+def _sltt_k_run(k: int, T: int) -> None:
+    model = nn.Sequential(nn.Linear(3, 4), neurons.SLTTLIF(), nn.Linear(4, 2), neurons.SLTTLIF())
+    learner = online.sltt(model, F.mse_loss, optim.sgd(lr=0.1), k=k)
+    carry = learner.init(*model.init(None, torch.rand(2, 3)))
+    learner.run(carry, torch.rand(T, 2, 3), torch.rand(T, 2, 2))
+
+
+def _other_params():
+    other = nn.Sequential(nn.Linear(3, 5), neurons.LIF(), nn.Linear(5, 2), neurons.LIF())
+    return other.init(None, torch.rand(2, 3))[0]
+
+
+# id -> (callable, exception type, regex the message must match)
+CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
+    # ---- model construction and apply
+    "sequential-non-layer": (lambda: nn.Sequential(torch.nn.ReLU()), TypeError, r"layer 0.*ReLU.*from_torch"),
+    "linear-bad-size": (lambda: nn.Linear(0, 3), ValueError, r"in_features.*positive int.*0"),
+    "conv-bad-groups": (lambda: nn.Conv2d(3, 4, 3, groups=2), ValueError, r"groups.*2.*in_channels=3"),
+    "dropout-bad-p": (lambda: nn.Dropout(1.5), ValueError, r"`p`.*\[0, 1\).*1.5"),
+    "tau-not-above-1": (lambda: neurons.LIF(tau=0.5), ValueError, r"`tau` must be > 1.*0.5"),
+    "tau-not-number": (lambda: neurons.LIF(tau="2"), TypeError, r"`tau` must be a number or a tensor.*str"),
+    "unknown-surrogate": (lambda: neurons.LIF(surrogate="nope"), ValueError, r"unknown surrogate 'nope'.*sigmoid"),
+    "surrogate-alpha": (lambda: surrogate.Sigmoid(alpha=-1.0), ValueError, r"`alpha` must be a finite number > 0.*-1"),
+    "x-not-tensor": (lambda: _apply_with(x=[[1.0, 2.0, 3.0]]), TypeError, r"`x` must be a tensor.*list"),
+    "x-wrong-features": (lambda: _apply_with(x=torch.rand(2, 7)), ValueError,
+                         r"Linear\(3, 4\).*last dimension 3.*\(2, 7\)"),
+    "x-wrong-rank-conv": (lambda: nn.Sequential(nn.Conv2d(2, 4, 3)).init(None, torch.rand(2, 8, 8)), ValueError,
+                          r"Conv2d\(2, 4\).*\[N, 2, H, W\].*\(2, 8, 8\)"),
+    "batch-x-vs-states": (lambda: _apply_with(x=torch.rand(5, 3)), ValueError,
+                          r"state `v` has shape \(2, 4\).*x has shape \(5, 4\)"),
+    "params-structure": (lambda: _apply_with(params={"0": {}}), ValueError,
+                         r"`params` does not match the model.*\['0', '2'\]"),
+    "params-shape": (lambda: _apply_with(params=_other_params()), ValueError,
+                     r"params\['weight'\]` must have shape \(4, 3\), got \(5, 3\)"),
+    "params-dtype": (lambda: _apply_with(params=tree.map(torch.Tensor.double, _model().init(None, torch.rand(2, 3))[0])),
+                     TypeError, r"params\['\w+'\]` is torch.float64.*x is torch.float32"),
+    "states-dtype": (lambda: _apply_with(states=_model().init_states(torch.rand(2, 3).double())), TypeError,
+                     r"state `v` is torch.float64.*x is torch.float32"),
+    "states-structure": (lambda: _apply_with(states={}), ValueError, r"`states` does not match the model"),
+    "from-torch-unsupported": (lambda: nn.from_torch(torch.nn.Sequential(torch.nn.LSTM(3, 3)), torch.rand(2, 3)),
+                               ValueError, r"layer 0 is a LSTM.*supported: torch.nn.Linear"),
+    "from-torch-not-sequential": (lambda: nn.from_torch(torch.nn.Linear(3, 3), torch.rand(2, 3)), TypeError,
+                                  r"`module` must be a torch.nn.Sequential.*Linear"),
+    # ---- optimizers
+    "lr-negative": (lambda: optim.sgd(lr=-0.1), ValueError, r"sgd: `lr` must be >= 0, got -0.1"),
+    "momentum-negative": (lambda: optim.sgd(lr=0.1, momentum=-0.5), ValueError, r"`momentum` must be >= 0"),
+    "betas-out-of-range": (lambda: optim.adam(betas=(0.9, 1.5)), ValueError, r"beta"),
+    "lr-not-number": (lambda: optim.adam(lr="fast"), TypeError, r"`lr` must be a Python number or a torch.Tensor"),
+    "grads-structure": (lambda: optim.sgd(lr=0.1).update({"a": torch.ones(2)}, optim.sgd(lr=0.1).init(
+        {"b": torch.ones(2)}), {"b": torch.ones(2)}), ValueError, r"structure"),
+    # ---- learners
+    "alpha-not-positive": (lambda: online.fptt(_model(), F.mse_loss, optim.sgd(lr=0.1), alpha=0.0), ValueError,
+                           r"fptt: `alpha` must be > 0, got 0.0"),
+    "loss-fn-not-callable": (lambda: online.fptt(_model(), "mse", optim.sgd(lr=0.1)), TypeError,
+                             r"`loss_fn` must be callable"),
+    "optimizer-not-transformation": (lambda: online.fptt(_model(), F.mse_loss, torch.optim.SGD), TypeError,
+                                     r"`optimizer` must be a purelearn.optim transformation"),
+    "y-seq-time-mismatch": (lambda: _run_with(y_seq=torch.rand(4, 2, 2)), ValueError,
+                            r"`y_seq` has 4 time steps \(shape \(4, 2, 2\)\) but `x_seq` has 5"),
+    "t-zero": (lambda: _run_with(x_seq=torch.rand(0, 2, 3), y_seq=torch.rand(0, 2, 2)), ValueError,
+               r"T=0 time steps"),
+    "x-seq-not-tensor": (lambda: _run_with(x_seq=[0.0]), TypeError, r"`x_seq` must be a tensor, got list"),
+    "x-y-batch-mismatch": (lambda: _run_with(y_seq=torch.rand(5, 3, 2)), ValueError,
+                           r"`y_t` has batch size 3.*`x_t` has 2"),
+    "carry-params-other-model": (lambda: _carry_with(params=_other_params()), ValueError,
+                                 r"`carry.params` and `carry.w_ra` disagree.*\(4,\).*\(5,\)"),
+    "w-ra-structure": (lambda: _carry_with(w_ra={"0": {}}), ValueError, r"`carry.w_ra` has structure"),
+    "loss-not-scalar": (lambda: online.fptt(_model(), lambda a, b: (a - b) ** 2, optim.sgd(lr=0.1)).run(
+        *_setup()[2:]), ValueError, r"`loss_fn` must return a 0-d tensor.*\(2, 2\)"),
+    "ottt-no-trace": (lambda: online.ottt(_model(), F.mse_loss, optim.sgd(lr=0.1)), ValueError,
+                      r"layer 2 \(Linear\).*fed by layer 1 \(LIF\).*no presynaptic trace"),
+    "sltt-not-sltt-neurons": (lambda: online.sltt(_model(), F.mse_loss, optim.sgd(lr=0.1)), ValueError,
+                              r"sltt: layer 1 is LIF; SLTT needs neurons.SLTTLIF"),
+    "sltt-k-exceeds-t": (lambda: _sltt_k_run(k=9, T=5), ValueError, r"`k`=9 exceeds the sequence length T=5"),
+    "bptt-step": (lambda: _setup(lambda m: online.bptt(m, F.mse_loss, optim.sgd(lr=0.1)))[1].step(None, None, None),
+                  TypeError, r"bptt has no per-step form"),
+    "non-finite-loss": (lambda: online.check_finite(online.fptt(_model(), F.mse_loss, optim.sgd(lr=0.1))).run(
+        *_setup()[2:4], torch.full((5, 2, 2), float("nan")), sequence=3), FloatingPointError,
+        r"non-finite loss nan at step t=0 of sequence 3"),
+    # ---- utilities
+    "stack-empty": (lambda: tree.stack([]), ValueError, r"`trees` must hold at least one tree"),
+    "stack-structure": (lambda: tree.stack([{"a": torch.ones(1)}, {"b": torch.ones(1)}]), ValueError,
+                        r"trees\[1\] has structure"),
+    "scan-length-zero": (lambda: scan(lambda c, x: (c, x), 0, torch.zeros(0, 2)), ValueError, r"length 0"),
+    "grid-empty-axis": (lambda: sweep.grid(lr=[]), ValueError, r"`lr` must be a non-empty list"),
+}
+
+
+def catalogue_ids() -> list[str]:
+    return re.findall(r"^\| `([a-z0-9-]+)` \|", CATALOGUE, re.M)
+
+
+def test_every_catalogue_row_is_a_case_and_every_case_a_row() -> None:
+    ids = catalogue_ids()
+    assert len(ids) == len(set(ids)), "duplicate ids in docs/bad_inputs.md"
+    library_ids = [i for i in ids if not i.startswith(("cli-", "file-"))]
+    assert sorted(library_ids) == sorted(CASES)
+
+
+@pytest.mark.parametrize("case_id", sorted(CASES))
+def test_bad_input_raises_a_clear_error(case_id: str) -> None:
+    fn, exc, pattern = CASES[case_id]
+    with pytest.raises(exc, match=pattern):
+        fn()
+
+
+def test_learner_errors_leave_the_carry_untouched() -> None:
+    _, learner, carry, x, y = _setup()
+    before = [(leaf.clone(), leaf._version) for leaf in tree.leaves(carry)]
+    for bad in (dict(y_seq=torch.rand(4, 2, 2)), dict(y_seq=torch.rand(5, 3, 2))):
+        with pytest.raises(ValueError):
+            learner.run(carry, bad.get("x_seq", x), bad.get("y_seq", y))
+    for (value, version), leaf in zip(before, tree.leaves(carry), strict=True):
+        assert torch.equal(value, leaf) and version == leaf._version
