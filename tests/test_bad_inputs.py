@@ -62,6 +62,10 @@ def _sltt_k_run(k: int, T: int) -> None:
     learner.run(carry, torch.rand(T, 2, 3), torch.rand(T, 2, 2))
 
 
+def _double_params():
+    return tree.map(torch.Tensor.double, _model().init(None, torch.rand(2, 3))[0])
+
+
 def _other_params():
     other = nn.Sequential(nn.Linear(3, 5), neurons.LIF(), nn.Linear(5, 2), neurons.LIF())
     return other.init(None, torch.rand(2, 3))[0]
@@ -89,7 +93,7 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
                          r"`params` does not match the model.*\['0', '2'\]"),
     "params-shape": (lambda: _apply_with(params=_other_params()), ValueError,
                      r"params\['weight'\]` must have shape \(4, 3\), got \(5, 3\)"),
-    "params-dtype": (lambda: _apply_with(params=tree.map(torch.Tensor.double, _model().init(None, torch.rand(2, 3))[0])),
+    "params-dtype": (lambda: _apply_with(params=_double_params()),
                      TypeError, r"params\['\w+'\]` is torch.float64.*x is torch.float32"),
     "states-dtype": (lambda: _apply_with(states=_model().init_states(torch.rand(2, 3).double())), TypeError,
                      r"state `v` is torch.float64.*x is torch.float32"),
