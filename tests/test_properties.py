@@ -1,0 +1,187 @@
+"""Property-based suite over every learner: random shapes, hyperparameters, dtypes and seeds.
+
+Properties: purity (no input mutated, values and version counters), binary spikes and finite
+state, no autograd history kept in the carry (nothing grows across steps), determinism within a
+process and across processes, vmap equals the loop, and the SpikingJelly oracle where it exists
+(sampled, see also the per-method suites). ``HYPOTHESIS_PROFILE=long`` runs many more examples.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from purelearn import nn, neurons, online, optim, sweep, tree
+
+LEARNERS = ("fptt", "fptt_dual", "ottt_o", "ottt_a", "sltt", "sltt_k", "bptt")
+NEURON_FOR = {"ottt_o": neurons.OTTTLIF, "ottt_a": neurons.OTTTLIF, "sltt": neurons.SLTTLIF,
+              "sltt_k": neurons.SLTTLIF}
+
+
+def build(name: str, n_in: int, hidden: int, n_out: int, tau: float | torch.Tensor = 2.0,
+          lr: float | torch.Tensor = 0.05, alpha: float | torch.Tensor = 0.1):
+    neuron = NEURON_FOR.get(name, neurons.LIF)
+    model = nn.Sequential(nn.Linear(n_in, hidden), neuron(tau=tau), nn.Linear(hidden, n_out), neuron(tau=tau))
+    opt = optim.sgd(lr=lr, momentum=0.5)
+    learner = {
+        "fptt": lambda: online.fptt(model, F.mse_loss, opt, alpha=alpha),
+        "fptt_dual": lambda: online.fptt_dual(model, F.mse_loss, opt, alpha=alpha),
+        "ottt_o": lambda: online.ottt(model, F.mse_loss, opt, online=True),
+        "ottt_a": lambda: online.ottt(model, F.mse_loss, opt, online=False),
+        "sltt": lambda: online.sltt(model, F.mse_loss, opt),
+        "sltt_k": lambda: online.sltt(model, F.mse_loss, opt, k=1, seed=3),
+        "bptt": lambda: online.bptt(model, F.mse_loss, opt),
+    }[name]()
+    return model, learner
+
+
+shapes = st.fixed_dictionaries({
+    "n_in": st.integers(1, 6), "hidden": st.integers(1, 8), "n_out": st.integers(1, 4),
+    "batch": st.integers(1, 4), "T": st.integers(1, 4), "seed": st.integers(0, 2**16),
+    "dtype": st.sampled_from([torch.float32, torch.float64]),
+})
+
+
+def data(s: dict, scale: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(s["seed"])
+    x = torch.rand(s["T"], s["batch"], s["n_in"], generator=g, dtype=s["dtype"]) * scale
+    y = torch.rand(s["T"], s["batch"], s["n_out"], generator=g, dtype=s["dtype"])
+    return x, y
+
+
+def snapshot(*trees):
+    return [(leaf.clone(), leaf._version) for t in trees for leaf in tree.leaves(t)]
+
+
+def assert_unchanged(before, *trees) -> None:
+    after = [leaf for t in trees for leaf in tree.leaves(t)]
+    assert len(before) == len(after)
+    for (value, version), leaf in zip(before, after, strict=True):
+        assert leaf._version == version
+        assert torch.equal(value, leaf)
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+@given(s=shapes)
+def test_run_is_pure_and_keeps_no_graph(name: str, s: dict) -> None:
+    model, learner = build(name, s["n_in"], s["hidden"], s["n_out"])
+    x, y = data(s)
+    params, states = model.init(torch.Generator().manual_seed(s["seed"]), x[0])
+    carry = learner.init(params, states)
+    before = snapshot(carry, x, y)
+    new_carry, outs = learner.run(carry, x, y)
+    assert_unchanged(before, carry, x, y)
+    # nothing in the new carry or the outputs holds an autograd graph (nothing can grow across steps)
+    for leaf in tree.leaves((new_carry, outs)):
+        assert leaf.grad_fn is None and not leaf.requires_grad
+    assert outs.loss.shape == (s["T"],) and outs.y.shape == (s["T"], s["batch"], s["n_out"])
+    assert all(torch.isfinite(leaf).all() for leaf in tree.leaves(new_carry) if leaf.is_floating_point())
+
+
+@pytest.mark.parametrize("name", [n for n in LEARNERS if n != "bptt"])
+@given(s=shapes)
+def test_step_is_pure(name: str, s: dict) -> None:
+    model, learner = build(name, s["n_in"], s["hidden"], s["n_out"])
+    x, y = data(s)
+    carry = learner.init(*model.init(torch.Generator().manual_seed(s["seed"]), x[0]))
+    carry, _ = learner.step(carry, x[0], y[0])           # full-shaped states from here on
+    before = snapshot(carry, x, y)
+    learner.step(carry, x[-1], y[-1], last=True)
+    assert_unchanged(before, carry, x, y)
+
+
+@given(s=shapes, tau=st.floats(1.05, 20.0), threshold=st.floats(0.05, 2.0), scale=st.floats(0.0, 50.0))
+def test_spikes_are_binary_and_state_finite_for_finite_input(s: dict, tau: float, threshold: float,
+                                                             scale: float) -> None:
+    x, _ = data(s, scale)
+    x = x - scale / 2                                    # negative inputs too
+    for neuron in (neurons.LIF(tau=tau, v_threshold=threshold), neurons.LIF(tau=tau, v_reset=None),
+                   neurons.IF(v_threshold=threshold), neurons.OTTTLIF(tau=tau), neurons.SLTTLIF(tau=tau),
+                   neurons.ALIF(v_threshold=threshold)):
+        state = neuron.init_state(x[0])
+        for t in range(s["T"]):
+            out, state = neuron.apply(None, state, x[t])
+            spike = out.spike if isinstance(out, neurons.SpikeTrace) else out
+            assert spike.dtype == x.dtype
+            assert ((spike == 0) | (spike == 1)).all()
+            assert all(torch.isfinite(leaf).all() for leaf in tree.leaves(state))
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+@given(s=shapes)
+def test_same_seed_gives_bit_identical_results(name: str, s: dict) -> None:
+    def once():
+        model, learner = build(name, s["n_in"], s["hidden"], s["n_out"])
+        x, y = data(s)
+        carry = learner.init(*model.init(torch.Generator().manual_seed(s["seed"]), x[0]))
+        for _ in range(2):
+            carry, outs = learner.run(carry, x, y)
+        return carry, outs
+
+    a, b = once(), once()
+    for u, v in zip(tree.leaves(a), tree.leaves(b), strict=True):
+        assert torch.equal(u, v)
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+@given(s=shapes, lrs=st.lists(st.floats(0.0, 0.5), min_size=2, max_size=3),
+       taus=st.lists(st.floats(1.1, 8.0), min_size=3, max_size=3))
+def test_vmap_over_lr_and_tau_equals_the_loop(name: str, s: dict, lrs: list[float], taus: list[float]) -> None:
+    s = {**s, "dtype": torch.float64}
+    x, y = data(s)
+    model, _ = build(name, s["n_in"], s["hidden"], s["n_out"])
+    params, states = model.init(torch.Generator().manual_seed(s["seed"]), x[0])
+
+    def train(lr, tau):
+        _, learner = build(name, s["n_in"], s["hidden"], s["n_out"], tau=tau, lr=lr)
+        carry, _ = learner.run(learner.init(params, states), x, y)
+        return carry.params
+
+    k = len(lrs)
+    taus = taus[:k]
+    configs = sweep.zip_configs(lr=torch.tensor(lrs, dtype=torch.float64),
+                                tau=torch.tensor(taus, dtype=torch.float64))
+    swept = sweep.vmap_configs(train, configs)
+    loop = tree.stack([train(lr, tau) for lr, tau in zip(lrs, taus, strict=True)])
+    assert tree.max_abs_diff(swept, loop) <= 1e-12
+
+
+SUBPROCESS = textwrap.dedent("""
+    import json, sys, torch
+    sys.path.insert(0, {tests!r})
+    from test_properties import build, data
+    from purelearn import tree
+    s = dict(n_in=5, hidden=7, n_out=3, batch=4, T=6, seed=11, dtype=torch.float32)
+    out = {{}}
+    for name in {names!r}:
+        model, learner = build(name, 5, 7, 3)
+        x, y = data(s)
+        carry = learner.init(*model.init(torch.Generator().manual_seed(11), x[0]))
+        for _ in range(3):
+            carry, outs = learner.run(carry, x, y)
+        out[name] = [leaf.double().flatten().tolist() for leaf in tree.leaves(carry.params)]
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.slow
+def test_same_seed_gives_bit_identical_results_across_processes() -> None:
+    import os
+
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    code = SUBPROCESS.format(tests=tests_dir, names=list(LEARNERS))
+    runs = [
+        json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout.splitlines()[-1])
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    assert set(runs[0]) == set(LEARNERS)
