@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from purelearn import nn, neurons, online, optim, sweep, tree
+from purelearn import neurons, nn, online, optim, sweep, tree
 
 LEARNERS = ("fptt", "fptt_dual", "ottt_o", "ottt_a", "sltt", "sltt_k", "bptt")
 NEURON_FOR = {"ottt_o": neurons.OTTTLIF, "ottt_a": neurons.OTTTLIF, "sltt": neurons.SLTTLIF,
