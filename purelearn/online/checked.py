@@ -18,10 +18,11 @@ Example::
     >>> learner = online.check_finite(online.ottt(model, F.mse_loss, optim.sgd(lr=0.1)))
     >>> carry = learner.init(params, states)
     >>> y = torch.rand(4, 2, 2); y[2] = float("nan")
-    >>> carry, outs = learner.run(carry, torch.rand(4, 2, 3), y, sequence=7)
-    Traceback (most recent call last):
-    ...
-    purelearn.online.checked.NonFiniteLossError: non-finite loss nan at step t=2 of sequence 7; the carry from before this sequence is kept
+    >>> try:
+    ...     carry, outs = learner.run(carry, torch.rand(4, 2, 3), y, sequence=7)
+    ... except online.NonFiniteLossError as err:
+    ...     print(err.step, err.sequence)
+    2 7
 """
 
 from __future__ import annotations
