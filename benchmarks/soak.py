@@ -22,7 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from purelearn import nn, neurons, online, optim
+from purelearn import neurons, nn, online, optim
 
 
 def rss_mb() -> float:
