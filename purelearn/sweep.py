@@ -23,13 +23,14 @@ Example::
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import optree
 import torch
 
-__all__ = ["grid", "zip_configs", "vmap_configs", "rows", "size"]
+__all__ = ["grid", "zip_configs", "product", "vmap_configs", "rows", "size"]
 
 
 def _as_values(name: str, values: Any) -> list[float]:
@@ -82,6 +83,33 @@ def zip_configs(**columns: Any) -> dict[str, Any]:
     """Configs given row-aligned (no product): each value a tensor/pytree with the same leading K."""
     size(columns)
     return dict(columns)
+
+
+def product(*configs: dict[str, Any]) -> dict[str, Any]:
+    """The Cartesian product of config sets (each a dict of leading-axis-K_i columns or pytrees).
+
+    K = Π K_i rows, the last set varying fastest, e.g. seeds crossed with a grid::
+
+        sweep.product({"params": tree.stack(inits)}, sweep.grid(lr=[0.1, 0.01]))
+    """
+    if not configs:
+        raise ValueError("product: give at least one config set")
+    names: set[str] = set()
+    for c in configs:
+        clash = names & set(c)
+        if clash:
+            raise ValueError(f"product: {sorted(clash)} appear in more than one config set; give each name in "
+                             "one set only (both would be crossed)")
+        names |= set(c)
+    sizes = [size(c) for c in configs]
+    out: dict[str, Any] = {}
+    for i, c in enumerate(configs):
+        before = math.prod(sizes[:i])
+        after = math.prod(sizes[i + 1:])
+        for name, column in c.items():
+            out[name] = optree.tree_map(
+                lambda a: a.repeat_interleave(after, dim=0).repeat(before, *([1] * (a.dim() - 1))), column)  # noqa: B023
+    return out
 
 
 def vmap_configs(fn: Callable[..., Any], configs: dict[str, Any], *, chunk_size: int | None = None,

@@ -90,8 +90,26 @@ def check_sequence(owner: str, x_seq: Any, y_seq: Any) -> int:
     return T
 
 
+def same_layout(a: Any, b: Any) -> bool:
+    """True when ``a`` and ``b`` have one tree structure and tensor leaves of equal shapes.
+
+    The quick test in front of ``tree.assert_same_structure``, which also builds leaf paths for its
+    message: under ``torch.compile`` that path building is most of what dynamo traces in a step.
+    """
+    leaves_a, spec_a = optree.tree_flatten(a)
+    leaves_b, spec_b = optree.tree_flatten(b)
+    if spec_a != spec_b:
+        return False
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape):
+            return False
+    return True
+
+
 def check_like_params(owner: str, name: str, value: Any, params: Any) -> None:
     """``value`` (e.g. ``w_ra``) must have the structure and leaf shapes of ``params``."""
+    if same_layout(params, value):
+        return
     try:
         tree.assert_same_structure(params, value, "carry.params", name)
     except ValueError as err:
@@ -116,13 +134,14 @@ def loss_and_state(model: Sequential, loss_fn: LossFn, params: Any, states: Any,
     return loss, (loss, y_hat, new_states)
 
 
-def _plain_autograd_applies(leaves: list[Any]) -> bool:
+def plain_autograd_applies(*trees: Any) -> bool:
     """True outside every ``torch.func`` transform and ``torch.compile`` trace, for plain tensors
     that carry no autograd history of their own: there ``torch.autograd.grad`` computes exactly what
-    ``torch.func.grad`` does (same graph, same backward formulas), without functorch's per-op wrapping."""
+    ``torch.func.grad`` does (same graph, same backward formulas), without functorch's per-op
+    wrapping, and new intermediate tensors may be updated in place."""
     if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
-        return False
-    return all(type(leaf) is torch.Tensor and not leaf.requires_grad for leaf in leaves)
+        return False  # decided before flattening anything: cheap to trace
+    return all(type(leaf) is torch.Tensor and not leaf.requires_grad for leaf in optree.tree_leaves(trees))
 
 
 def grad_with_aux(objective: Callable[[Any], tuple[torch.Tensor, Any]], params: Any) -> tuple[Any, Any]:
@@ -133,9 +152,9 @@ def grad_with_aux(objective: Callable[[Any], tuple[torch.Tensor, Any]], params: 
     small networks, where functorch's per-operation wrapping dominates). Inside ``vmap``, ``grad``
     or ``torch.compile`` this is ``torch.func.grad`` itself. Leaves without a gradient get zeros.
     """
-    leaves, spec = optree.tree_flatten(params)
-    if not _plain_autograd_applies(leaves):
+    if not plain_autograd_applies(params):
         return torch.func.grad(objective, has_aux=True)(params)
+    leaves, spec = optree.tree_flatten(params)
     with torch.enable_grad():
         inputs = [leaf.detach().requires_grad_() for leaf in leaves]
         out, aux = objective(optree.tree_unflatten(spec, inputs))

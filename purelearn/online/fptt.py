@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from .. import optim, tree
 from ..nn import Sequential
@@ -53,6 +52,7 @@ from ._base import (
     check_step_inputs,
     grad_with_aux,
     loss_and_state,
+    plain_autograd_applies,
     run_sequence,
     step_grad,
 )
@@ -71,10 +71,23 @@ class FPTTCarry(NamedTuple):
     grad_last: Any
 
 
-def _regulariser(params: Any, target: Any, alpha: Any, reduction: str) -> torch.Tensor:
-    pairs = zip(tree.leaves(params), tree.leaves(target), strict=True)
-    terms = [F.mse_loss(w, c, reduction=reduction) for w, c in pairs]
-    return (alpha / 2.0) * sum(terms)
+def _regulariser_grad(w: torch.Tensor, w_ra: torch.Tensor, g_last: torch.Tensor, alpha: Any, reduction: str,
+                      fresh: bool) -> torch.Tensor:
+    """∇_W (alpha/2)·mse(W, c) with c = w_ra + g_last/(2·alpha), in closed form: ``norm·(W − c)·(alpha/2)``
+    with norm = 2/numel (mean) or 2 (sum). These are the operations of autograd's ``mse_loss_backward``
+    in its order, so the numbers equal a backward pass through ``(alpha/2)·F.mse_loss(W, c)``."""
+    norm = 2.0 / w.numel() if reduction == "mean" else 2.0
+    if fresh:  # no transform active: one new tensor, updated in place
+        c = torch.div(g_last, 2.0 * alpha).add_(w_ra)
+        return torch.sub(w, c, out=c).mul_(norm).mul_(alpha / 2.0)
+    return (w - (w_ra + g_last / (2.0 * alpha))) * norm * (alpha / 2.0)
+
+
+def _running_average(ra: torch.Tensor, w: torch.Tensor, g: torch.Tensor, alpha: Any, fresh: bool) -> torch.Tensor:
+    """(w_ra + W)/2 − g/(2·alpha)."""
+    if fresh:
+        return torch.add(ra, w).div_(2.0).sub_(g / (2.0 * alpha))
+    return (ra + w) / 2.0 - g / (2.0 * alpha)
 
 
 @dataclass(frozen=True)
@@ -107,21 +120,25 @@ class FPTT:
         check_step_inputs("fptt.step", x_t, y_t)
         check_like_params("fptt.step", "carry.w_ra", carry.w_ra, carry.params)
         check_like_params("fptt.step", "carry.grad_last", carry.grad_last, carry.params)
-        alpha = self.alpha
-        target = tree.map(lambda w, g: w + g / (2.0 * alpha), carry.w_ra, carry.grad_last)
-
-        def objective(p: Any) -> tuple[torch.Tensor, Any]:
-            loss, aux = loss_and_state(self.model, self.loss_fn, p, carry.states, x_t, y_t)
-            return loss + _regulariser(p, target, alpha, self.reduction), aux
-
-        grads, (loss, y_hat, states) = grad_with_aux(objective, carry.params)
+        alpha, reduction = self.alpha, self.reduction
+        # Eager and outside any transform, the param-sized intermediates below are updated in place
+        # (same operations, same numbers): on large layers a fresh allocation per operation costs
+        # more than the arithmetic. Under vmap, grad or compile everything stays out of place.
+        fresh = plain_autograd_applies(carry.params, carry.w_ra, carry.grad_last)
+        # ∇[l_t + (alpha/2)·Σ mse(W_i, w_ra_i + grad_last_i/(2·alpha))]: autograd for l_t, the
+        # regulariser in closed form (its value is not needed)
+        task_grads, (loss, y_hat, states) = grad_with_aux(
+            lambda p: loss_and_state(self.model, self.loss_fn, p, carry.states, x_t, y_t), carry.params)
+        reg = tree.map(lambda w, ra, g: _regulariser_grad(w, ra, g, alpha, reduction, fresh), carry.params,
+                       carry.w_ra, carry.grad_last)
+        grads = tree.map(lambda r, g: r.add_(g) if fresh else g + r, reg, task_grads)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
         params = optim.apply_updates(carry.params, updates)
         w_ra, grad_last = carry.w_ra, carry.grad_last
         if not last:
             from_states = states if self.second_forward == "post" else carry.states
             grad_last = step_grad(self.model, self.loss_fn, params, from_states, x_t, y_t)[0]
-            w_ra = tree.map(lambda ra, w, g: (ra + w) / 2.0 - g / (2.0 * alpha), w_ra, params, grad_last)
+            w_ra = tree.map(lambda ra, w, g: _running_average(ra, w, g, alpha, fresh), w_ra, params, grad_last)
         return FPTTCarry(params, states, opt_state, w_ra, grad_last), StepOutput(loss, y_hat)
 
     def end_sequence(self, carry: FPTTCarry) -> FPTTCarry:

@@ -42,6 +42,7 @@ from ._base import (
     check_step_inputs,
     grad_with_aux,
     loss_and_state,
+    plain_autograd_applies,
     run_sequence,
 )
 
@@ -56,6 +57,40 @@ class FPTTDualCarry(NamedTuple):
     opt_state: Any
     w_bar: Any
     lam: Any
+
+
+def _regulariser_grad(w: torch.Tensor, wb: torch.Tensor, lm: torch.Tensor, alpha: float, rho: float
+                      ) -> torch.Tensor:
+    """∇_W of R's terms for one parameter, (alpha/2)·(2·(W − W̄)) + (rho − 1)·λ, with one new tensor.
+
+    The operations and their order are autograd's for ``regulariser`` (pow's backward is
+    ``grad·(2·d¹)``; the ‖·‖² term's gradient arrives first, then the ⟨W, λ⟩ term's, then the
+    loss's is added by the caller), so the numbers equal a backward pass through R.
+    """
+    d = torch.sub(w, wb).mul_(2.0).mul_(alpha / 2.0)
+    return d.add_(torch.mul(lm, rho - 1.0))
+
+
+def _lam_in_place(alpha: Any) -> Any:
+    """λ − alpha·(W − W̄) with one new tensor instead of three."""
+
+    def update(lm: torch.Tensor, w: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
+        step = torch.sub(w, wb).mul_(alpha)
+        return torch.sub(lm, step, out=step)
+
+    return update
+
+
+def _w_bar_in_place(alpha: Any, beta: Any) -> Any:
+    """(1 − beta)·W̄ + beta·W − (beta/alpha)·λ with two new tensors instead of five."""
+
+    def update(wb: torch.Tensor, w: torch.Tensor, lm: torch.Tensor) -> torch.Tensor:
+        out = torch.mul(wb, 1.0 - beta)
+        scaled = torch.mul(w, beta)
+        out.add_(scaled)
+        return out.sub_(torch.mul(lm, beta / alpha, out=scaled))
+
+    return update
 
 
 @dataclass(frozen=True)
@@ -94,17 +129,30 @@ class FPTTDual:
         check_like_params("fptt_dual.step", "carry.w_bar", carry.w_bar, carry.params)
         check_like_params("fptt_dual.step", "carry.lam", carry.lam, carry.params)
 
-        def objective(p: Any) -> tuple[torch.Tensor, Any]:
-            loss, aux = loss_and_state(self.model, self.loss_fn, p, carry.states, x_t, y_t)
-            return loss + self.regulariser(p, carry.w_bar, carry.lam), aux
+        alpha, beta, rho = self.alpha, self.beta, self.rho
+        fresh = plain_autograd_applies(carry.params, carry.w_bar, carry.lam)
+        if fresh and not any(isinstance(h, torch.Tensor) for h in (alpha, beta, rho)):
+            # eager, no transform: ∇R in closed form (see _regulariser_grad), autograd for l_t only
+            task_grads, (loss, y_hat, states) = grad_with_aux(
+                lambda p: loss_and_state(self.model, self.loss_fn, p, carry.states, x_t, y_t), carry.params)
+            grads = tree.map(lambda g, w, wb, lm: _regulariser_grad(w, wb, lm, alpha, rho).add_(g), task_grads,
+                             carry.params, carry.w_bar, carry.lam)
+        else:
+            def objective(p: Any) -> tuple[torch.Tensor, Any]:
+                loss, aux = loss_and_state(self.model, self.loss_fn, p, carry.states, x_t, y_t)
+                return loss + self.regulariser(p, carry.w_bar, carry.lam), aux
 
-        grads, (loss, y_hat, states) = grad_with_aux(objective, carry.params)
+            grads, (loss, y_hat, states) = grad_with_aux(objective, carry.params)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
         params = optim.apply_updates(carry.params, updates)
-        alpha, beta = self.alpha, self.beta
-        lam = tree.map(lambda lm, w, wb: lm - alpha * (w - wb), carry.lam, params, carry.w_bar)
-        w_bar = tree.map(lambda wb, w, lm: (1.0 - beta) * wb + beta * w - (beta / alpha) * lm,
-                         carry.w_bar, params, lam)
+        if fresh:
+            # eager, no transform: the same operations on new tensors updated in place (fewer allocations)
+            lam = tree.map(_lam_in_place(alpha), carry.lam, params, carry.w_bar)
+            w_bar = tree.map(_w_bar_in_place(alpha, beta), carry.w_bar, params, lam)
+        else:
+            lam = tree.map(lambda lm, w, wb: lm - alpha * (w - wb), carry.lam, params, carry.w_bar)
+            w_bar = tree.map(lambda wb, w, lm: (1.0 - beta) * wb + beta * w - (beta / alpha) * lm,
+                             carry.w_bar, params, lam)
         return FPTTDualCarry(params, states, opt_state, w_bar, lam), StepOutput(loss, y_hat)
 
     def end_sequence(self, carry: FPTTDualCarry) -> FPTTDualCarry:

@@ -1,0 +1,80 @@
+"""One memory measurement, run in its own process by ``run.py``: one training sequence of length T.
+
+Prints one JSON line with
+
+- ``peak_bytes``: the peak resident memory during the sequence and ``start_bytes`` the resident
+  memory when it started (parameters, optimizer state, the data and the libraries are resident
+  before): Linux ``VmHWM`` after resetting it to ``VmRSS`` through ``/proc/self/clear_refs``.
+  For the online learners this is the ``step`` loop with outputs dropped (what training itself
+  needs); ``peak_bytes_run`` is ``learner.run``, whose outputs (per-step losses and network
+  outputs) are stacked [T, ...] by design. BPTT has only ``run``;
+- ``maxrss_bytes``: the process's peak resident set (``ru_maxrss``, import footprint included).
+
+Usage: ``python benchmarks/memory_point.py METHOD T [NET]``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from nets import build_pair  # noqa: E402
+
+
+def _status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def peak(fn) -> tuple[int, int] | tuple[None, None]:
+    """``(peak resident bytes while fn runs, resident bytes when it started)``; Linux only: ``VmHWM``
+    is reset to the current ``VmRSS`` through ``/proc/self/clear_refs``."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _status("VmRSS")
+    except OSError:
+        return None, None
+    fn()
+    return _status("VmHWM"), before
+
+
+def main() -> None:
+    method, T = sys.argv[1], int(sys.argv[2])
+    net = sys.argv[3] if len(sys.argv) > 3 else "B"
+    torch.set_num_threads(1)
+    pair = build_pair(net, method, T)
+    learner, x, y = pair.learner, pair.x, pair.y
+    state = {"carry": pair.carry}
+    warm = build_pair(net, method, 10)  # first-call allocations (lazy init) outside the measurement
+    warm.learner.run(warm.carry, warm.x, warm.y)
+
+    def run() -> None:
+        state["carry"], _ = learner.run(state["carry"], x, y)
+
+    def step_loop() -> None:
+        carry = state["carry"]
+        selected = set(learner.selected_steps(carry, T)) if getattr(learner, "k", None) else None
+        for t in range(T):
+            static = {} if selected is None else {"backward": t in selected}
+            carry, _ = learner.step(carry, x[t], y[t], last=t == T - 1, **static)
+        state["carry"] = learner.end_sequence(carry)
+
+    out = {"method": method, "T": T, "net": net}
+    if method != "bptt":
+        out["peak_bytes"], out["start_bytes"] = peak(step_loop)
+    out["peak_bytes_run"], out["start_bytes_run"] = peak(run)
+    if method == "bptt":
+        out["peak_bytes"], out["start_bytes"] = out["peak_bytes_run"], out["start_bytes_run"]
+    out["maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
