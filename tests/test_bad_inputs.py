@@ -154,8 +154,7 @@ def catalogue_ids() -> list[str]:
 def test_every_catalogue_row_is_a_case_and_every_case_a_row() -> None:
     ids = catalogue_ids()
     assert len(ids) == len(set(ids)), "duplicate ids in docs/bad_inputs.md"
-    library_ids = [i for i in ids if not i.startswith(("cli-", "file-"))]
-    assert sorted(library_ids) == sorted(CASES)
+    assert sorted(ids) == sorted([*CASES, *FILE_CASES, *FILE_CASES_SPECIAL, *CLI_CASES])
 
 
 @pytest.mark.parametrize("case_id", sorted(CASES))
@@ -173,3 +172,93 @@ def test_learner_errors_leave_the_carry_untouched() -> None:
             learner.run(carry, bad.get("x_seq", x), bad.get("y_seq", y))
     for (value, version), leaf in zip(before, tree.leaves(carry), strict=True):
         assert torch.equal(value, leaf) and version == leaf._version
+
+
+# ---- files: checkpoints and user data
+
+
+def _truncated_checkpoint(tmp_path: Path) -> None:
+    from purelearn import checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save(path, {"w": torch.ones(3)})
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    checkpoint.load(path)
+
+
+def _corrupt_checkpoint(tmp_path: Path) -> None:
+    from purelearn import checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"not a checkpoint" * 8)
+    checkpoint.load(path)
+
+
+def _wrong_layout(tmp_path: Path) -> None:
+    from purelearn import data
+
+    path = tmp_path / "data.pt"
+    torch.save({"x": torch.rand(10, 4), "y": torch.zeros(9, dtype=torch.long), "encoding": "rate"}, path)
+    data.load_tensor_file(path)
+
+
+FILE_CASES: dict[str, tuple[Callable[[Path], object], type[Exception], str]] = {
+    "file-checkpoint-truncated": (_truncated_checkpoint, ValueError, r"checkpoint .* is truncated or corrupt"),
+    "file-checkpoint-corrupt": (_corrupt_checkpoint, ValueError, r"checkpoint .* is truncated or corrupt"),
+    "file-data-wrong-layout": (_wrong_layout, ValueError, r"key 'y' must have one label per sample of 'x' "
+                                                          r"\(N=10\), got 9 labels"),
+}
+FILE_CASES_SPECIAL = ("file-interrupted-write",)
+
+
+@pytest.mark.parametrize("case_id", sorted(FILE_CASES))
+def test_bad_file_raises_a_clear_error(case_id: str, tmp_path: Path) -> None:
+    fn, exc, pattern = FILE_CASES[case_id]
+    with pytest.raises(exc, match=pattern):
+        fn(tmp_path)
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_checkpoint(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from purelearn import checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save(path, {"w": torch.ones(3)})
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OSError("simulated crash before the atomic rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        checkpoint.save(path, {"w": torch.zeros(3)})
+    monkeypatch.undo()
+    assert torch.equal(checkpoint.load(path)["w"], torch.ones(3))
+
+
+# ---- the command line: one line on stderr, exit code 2, no traceback
+
+CLI_CASES: dict[str, tuple[list[str], str]] = {
+    "cli-unknown-algo": (["train", "--algo", "nope"], r"argument --algo: invalid choice: 'nope'"),
+    "cli-bad-path": (["train", "--data", "/nonexistent/data.pt"], r"--data .* '/nonexistent/data.pt' does not exist"),
+    "cli-out-of-range": (["train", "--epochs", "0"], r"argument --epochs: expected an integer >= 1, got '0'"),
+    "cli-unwritable-out": (["train", "--limit", "40", "--epochs", "1", "--out", "/proc/purelearn-forbidden/x"],
+                           r"--out /proc/purelearn-forbidden/x: cannot write there"),
+}
+
+
+@pytest.mark.parametrize("case_id", sorted(CLI_CASES))
+def test_bad_command_line_is_one_line_and_exit_2(case_id: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from purelearn import cli
+
+    argv, pattern = CLI_CASES[case_id]
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert re.search(pattern, err), err
