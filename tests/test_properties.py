@@ -16,7 +16,7 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from purelearn import neurons, nn, online, optim, sweep, tree
@@ -185,3 +185,70 @@ def test_same_seed_gives_bit_identical_results_across_processes() -> None:
     ]
     assert runs[0] == runs[1]
     assert set(runs[0]) == set(LEARNERS)
+
+
+oracle_shapes = st.fixed_dictionaries({
+    "n_in": st.integers(1, 6), "hidden": st.integers(1, 8), "n_out": st.integers(1, 4),
+    "batch": st.integers(1, 4), "T": st.integers(1, 4), "seed": st.integers(0, 2**16),
+    "lr": st.floats(0.01, 1.0), "alpha": st.floats(0.05, 1.0), "tau": st.floats(1.1, 5.0),
+})
+
+
+@given(s=oracle_shapes)
+@settings(max_examples=10)
+def test_fptt_and_ottt_equal_spikingjelly_on_random_problems(sj, s: dict) -> None:
+    from spikingjelly.activation_based.learning.online_learning import (
+        fptt_online_training,
+        fptt_online_training_init_w_ra,
+        ottt_online_training,
+    )
+
+    g = torch.Generator().manual_seed(s["seed"])
+    x = torch.rand(s["T"], s["batch"], s["n_in"], generator=g, dtype=torch.float64) * 3
+    y = torch.rand(s["T"], s["batch"], s["n_out"], generator=g, dtype=torch.float64)
+    torch.manual_seed(s["seed"])
+    for method in ("fptt", "ottt"):
+        if method == "fptt":
+            net = torch.nn.Sequential(torch.nn.Linear(s["n_in"], s["hidden"]), sj.neuron.LIFNode(tau=s["tau"]),
+                                      torch.nn.Linear(s["hidden"], s["n_out"]), sj.neuron.LIFNode(tau=s["tau"]))
+        else:
+            net = sj.layer.OTTTSequential(torch.nn.Linear(s["n_in"], s["hidden"]), sj.neuron.OTTTLIFNode(tau=s["tau"]),
+                                          torch.nn.Linear(s["hidden"], s["n_out"]), sj.neuron.LIFNode(tau=s["tau"]))
+        net = net.double()
+        model, params, states = nn.from_torch(net, x[0])
+        torch_opt = torch.optim.SGD(net.parameters(), lr=s["lr"], momentum=0.9)
+        if method == "fptt":
+            learner = online.fptt(model, F.mse_loss, optim.sgd(lr=s["lr"], momentum=0.9), alpha=s["alpha"])
+            w_ra = fptt_online_training_init_w_ra(torch_opt)
+        else:
+            learner = online.ottt(model, F.mse_loss, optim.sgd(lr=s["lr"], momentum=0.9), online=True)
+        carry = learner.init(params, states)
+        for _ in range(2):
+            if method == "fptt":
+                fptt_online_training(net, torch_opt, x, y, F.mse_loss, s["alpha"], w_ra)
+            else:
+                ottt_online_training(net, torch_opt, x.transpose(0, 1), y.transpose(0, 1), F.mse_loss, True)
+            sj.functional.reset_net(net)
+            carry, _ = learner.run(carry, x, y)
+        ours = nn.to_state_dict(carry.params)
+        for key, value in net.state_dict().items():
+            assert (ours[key] - value).abs().max() <= 1e-10, (method, key)
+
+
+@pytest.mark.slow
+@given(s=shapes, name=st.sampled_from(["fptt", "ottt_o", "sltt"]))
+@settings(max_examples=3)
+def test_compiled_step_equals_eager_on_random_problems(s: dict, name: str, compile_backend: str) -> None:
+    from purelearn import compile as plc
+
+    model, learner = build(name, s["n_in"], s["hidden"], s["n_out"])
+    x, y = data(s)
+    carry = learner.init(*model.init(torch.Generator().manual_seed(s["seed"]), x[0]))
+    compiled = plc.step(learner, backend=compile_backend)
+    eager_carry, compiled_carry = carry, carry
+    for t in range(s["T"]):
+        eager_carry, eager_out = learner.step(eager_carry, x[t], y[t], last=t == s["T"] - 1)
+        compiled_carry, compiled_out = compiled(compiled_carry, x[t], y[t], last=t == s["T"] - 1)
+    tol = 1e-5 if s["dtype"] == torch.float32 else 1e-10
+    assert tree.max_abs_diff(eager_carry.params, compiled_carry.params) <= tol
+    assert torch.allclose(eager_out.y, compiled_out.y)
