@@ -236,22 +236,9 @@ def _check_state(owner: str, state: Any, state_type: type) -> None:
         )
 
 
-def _same_layout(a: PyTree, b: PyTree) -> bool:
-    """The quick test in front of ``tree.assert_same_structure`` (which also builds leaf paths, most
-    of what dynamo traces in a compiled step): one structure, tensor leaves of equal shapes."""
-    leaves_a, spec_a = optree.tree_flatten(a)
-    leaves_b, spec_b = optree.tree_flatten(b)
-    if spec_a != spec_b:
-        return False
-    for x, y in zip(leaves_a, leaves_b, strict=True):
-        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape):
-            return False
-    return True
-
-
 def _check_trees(owner: str, ref_name: str, ref: PyTree, name: str, other: PyTree) -> None:
     """Raise ``ValueError`` naming ``name`` and both structures unless ``other`` is shaped like ``ref``."""
-    if _same_layout(ref, other):
+    if tree.same_layout(ref, other):
         return
     try:
         tree.assert_same_structure(ref, other, ref_name, name)

@@ -44,6 +44,7 @@ __all__ = [
     "allclose",
     "max_abs_diff",
     "assert_same_structure",
+    "same_layout",
     "clone",
 ]
 
@@ -153,6 +154,22 @@ def allclose(a: PyTree, b: PyTree, rtol: float = 1e-5, atol: float = 1e-8) -> bo
         x.shape == y.shape and torch.allclose(x, y, rtol=rtol, atol=atol)
         for x, y in zip(leaves(a), leaves(b), strict=True)
     )
+
+
+def same_layout(a: PyTree, b: PyTree) -> bool:
+    """True when ``a`` and ``b`` share one structure and their tensor leaves have equal shapes.
+
+    The cheap test to run before :func:`assert_same_structure` (which also builds leaf paths for
+    its message; under ``torch.compile`` that path building is most of what dynamo traces).
+    """
+    leaves_a, spec_a = optree.tree_flatten(a)
+    leaves_b, spec_b = optree.tree_flatten(b)
+    if spec_a != spec_b:
+        return False
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape):
+            return False
+    return True
 
 
 def assert_same_structure(a: PyTree, b: PyTree, name_a: str, name_b: str, shapes: bool = True) -> None:

@@ -11,9 +11,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -168,16 +167,3 @@ def max_change(a: Any, b: Any) -> float:
     return max((x - y).abs().max().item() for x, y in zip(la, lb, strict=True))
 
 
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run with a single intra-op thread, then restore the previous count.
-
-    The learner tests run thousands of tiny ops; on a small, busy CPU torch's thread pool makes
-    float32 convolutions 10-50x slower than one thread does.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

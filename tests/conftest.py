@@ -58,6 +58,18 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Every test runs with one intra-op thread (restored afterwards): the tests run thousands of
+    tiny ops, and on a small, busy CPU torch's thread pool makes them 10-50x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def sj() -> SimpleNamespace:
     """The SpikingJelly oracle (``activation_based``), or skip the test if it is not installed."""

@@ -13,18 +13,11 @@ from _learner_helpers import (
     DTYPES,
     OPTIMIZERS,
     TOL,
-    one_torch_thread,
     params_diff,
     sequences,
 )
 
 from purelearn import neurons, nn, online, optim, tree
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_torch_thread():
-        yield
 
 
 def sj_net(sj, node: str, dtype: torch.dtype, seed: int) -> tnn.Module:

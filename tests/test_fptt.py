@@ -19,7 +19,6 @@ from _learner_helpers import (
     LossRecorder,
     list_diff,
     memories,
-    one_torch_thread,
     params_diff,
     restore_memories,
     sequences,
@@ -28,12 +27,6 @@ from _learner_helpers import (
 )
 
 from purelearn import neurons, nn, online, optim, tree
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_torch_thread():
-        yield
 
 ALPHA = 0.1
 

@@ -14,19 +14,12 @@ from _learner_helpers import (
     TOL,
     assert_untouched,
     list_diff,
-    one_torch_thread,
     params_diff,
     sequences,
     snapshot,
 )
 
 from purelearn import neurons, nn, online, optim, tree
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_torch_thread():
-        yield
 
 ALPHA, BETA = 0.1, 0.5
 

@@ -9,16 +9,9 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from _learner_helpers import TOL, assert_untouched, one_torch_thread, snapshot
+from _learner_helpers import TOL, assert_untouched, snapshot
 
 from purelearn import neurons, nn, online, optim, sweep, tree
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_torch_thread():
-        yield
-
 
 # --------------------------------------------------------------------------------------------------
 # The learners, on the same tiny problem

@@ -14,7 +14,6 @@ from _learner_helpers import (
     OPTIMIZERS,
     TOL,
     assert_untouched,
-    one_torch_thread,
     params_diff,
     sequences,
     sj_online,
@@ -22,12 +21,6 @@ from _learner_helpers import (
 )
 
 from purelearn import neurons, nn, online, optim, tree
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_torch_thread():
-        yield
 
 SHAPES = {"mlp": (6,), "conv": (2, 8, 8)}
 

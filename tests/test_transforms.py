@@ -17,18 +17,10 @@ import pytest
 import torch
 import torch._dynamo
 import torch.nn.functional as F
-from _learner_helpers import one_torch_thread
 from torch._dynamo.utils import counters
 
 import purelearn
 from purelearn import compile, neurons, nn, online, optim, scan, surrogate, sweep, tree
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_torch_thread():
-        yield
-
 
 LEARNERS = ["fptt", "fptt_dual", "ottt", "ottt_accumulate", "sltt", "sltt_k", "bptt"]
 STEPPING = [name for name in LEARNERS if name != "bptt"]

@@ -90,25 +90,9 @@ def check_sequence(owner: str, x_seq: Any, y_seq: Any) -> int:
     return T
 
 
-def same_layout(a: Any, b: Any) -> bool:
-    """True when ``a`` and ``b`` have one tree structure and tensor leaves of equal shapes.
-
-    The quick test in front of ``tree.assert_same_structure``, which also builds leaf paths for its
-    message: under ``torch.compile`` that path building is most of what dynamo traces in a step.
-    """
-    leaves_a, spec_a = optree.tree_flatten(a)
-    leaves_b, spec_b = optree.tree_flatten(b)
-    if spec_a != spec_b:
-        return False
-    for x, y in zip(leaves_a, leaves_b, strict=True):
-        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape):
-            return False
-    return True
-
-
 def check_like_params(owner: str, name: str, value: Any, params: Any) -> None:
     """``value`` (e.g. ``w_ra``) must have the structure and leaf shapes of ``params``."""
-    if same_layout(params, value):
+    if tree.same_layout(params, value):
         return
     try:
         tree.assert_same_structure(params, value, "carry.params", name)
