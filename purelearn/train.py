@@ -316,11 +316,13 @@ def make_learner(algo: str, model: Sequential, optimizer: optim.GradientTransfor
 
 def compile_learner(learner: Any) -> Any:
     """A copy of ``learner`` whose ``step`` (``run`` for BPTT, which has no step) is ``torch.compile``-d."""
+    from . import compile as _compile
+
     compiled = copy.copy(learner)
     if isinstance(learner, online.BPTT):
         object.__setattr__(compiled, "run", torch.compile(learner.run, dynamic=False))
-    else:
-        object.__setattr__(compiled, "step", torch.compile(learner.step, dynamic=False))
+    else:  # purelearn.compile: fresh states materialised, one graph per static mode, no recompiles
+        object.__setattr__(compiled, "step", _compile.step(learner))
     return compiled
 
 
