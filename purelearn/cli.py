@@ -16,7 +16,7 @@ import argparse
 import datetime
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import torch
 
@@ -42,44 +42,33 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=30, width=100)
 
 
-def _positive_int(text: str) -> int:
+def _bounded(text: str, convert: type, low: float, strict: bool) -> Any:
+    """``convert(text)`` if it is finite and above ``low`` (``>`` when ``strict``, else ``>=``)."""
+    relation = f"{'>' if strict else '>='} {low:g}"
+    parsed, finite = ("an integer", "an integer") if convert is int else ("a number", "a finite number")
     try:
-        v = int(text)
+        v = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {parsed} {relation}, got {text!r}") from None
+    if not (v > low if strict else v >= low) or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected {finite} {relation}, got {text!r}")
     return v
+
+
+def _positive_int(text: str) -> int:
+    return _bounded(text, int, 1, strict=False)
 
 
 def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
+    return _bounded(text, int, 0, strict=False)
 
 
 def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return v
+    return _bounded(text, float, 0, strict=False)
 
 
 def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return v
+    return _bounded(text, float, 0, strict=True)
 
 
 DEFAULTS = train.Config()
