@@ -267,16 +267,21 @@ def test_step_compiles_as_one_graph_with_eager_numbers(name, fresh_dynamo):
     assert counters["stats"]["unique_graphs"] == 1 and counters["graph_break"] == {}
 
 
-@pytest.mark.parametrize("name", LEARNERS)
-def test_compiled_run_builds_two_graphs_and_never_recompiles(name, fresh_dynamo):
-    learner, carry = step_learner(name)
-    run = compile.run(learner, backend="aot_eager")
+def assert_run_equals_eager_without_recompiles(run, learner, carry):
+    """Two passes over SEQS: the compiled run equals ``learner.run`` (1e-5) and never recompiles."""
     got, want = carry, carry
     with torch._dynamo.config.patch(error_on_recompile=True):
         for x, y in SEQS + SEQS:
             got, got_outs = run(got, x, y)
             want, want_outs = learner.run(want, x, y)
             assert tree.max_abs_diff(tree.leaves((got, got_outs)), tree.leaves((want, want_outs))) <= 1e-5
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_compiled_run_builds_two_graphs_and_never_recompiles(name, fresh_dynamo):
+    learner, carry = step_learner(name)
+    run = compile.run(learner, backend="aot_eager")
+    assert_run_equals_eager_without_recompiles(run, learner, carry)
     graphs = counters["stats"]["unique_graphs"]
     if name == "bptt":
         assert graphs == 1
@@ -349,12 +354,7 @@ def test_keep_freed_memory_reports_whether_it_applied():
 def test_inductor_run_equals_eager_without_recompiles(name, fresh_dynamo):
     learner, carry = step_learner(name)
     run = compile.run(learner, mode="fast-start")
-    got, want = carry, carry
-    with torch._dynamo.config.patch(error_on_recompile=True):
-        for x, y in SEQS + SEQS:
-            got, got_outs = run(got, x, y)
-            want, want_outs = learner.run(want, x, y)
-            assert tree.max_abs_diff(tree.leaves((got, got_outs)), tree.leaves((want, want_outs))) <= 1e-5
+    assert_run_equals_eager_without_recompiles(run, learner, carry)
     assert counters["stats"]["unique_graphs"] == 2
 
 
