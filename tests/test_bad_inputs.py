@@ -55,6 +55,11 @@ def _carry_with(**fields):
     learner.step(carry._replace(**fields), x[0], y[0])
 
 
+def _window_step(window: int, steps: int) -> None:
+    _, learner, carry, x, y = _setup(lambda m: online.fptt(m, F.mse_loss, optim.sgd(lr=0.1), window=window))
+    learner.step(carry, x[:steps], y[:steps])
+
+
 def _sltt_k_run(k: int, T: int) -> None:
     model = nn.Sequential(nn.Linear(3, 4), neurons.SLTTLIF(), nn.Linear(4, 2), neurons.SLTTLIF())
     learner = online.sltt(model, F.mse_loss, optim.sgd(lr=0.1), k=k)
@@ -112,6 +117,11 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
     # ---- learners
     "alpha-not-positive": (lambda: online.fptt(_model(), F.mse_loss, optim.sgd(lr=0.1), alpha=0.0), ValueError,
                            r"fptt: `alpha` must be > 0, got 0.0"),
+    "window-not-positive": (lambda: online.fptt(_model(), F.mse_loss, optim.sgd(lr=0.1), window=0), ValueError,
+                            r"fptt: `window` must be >= 1 \(time steps per update\), got 0"),
+    "window-step-too-long": (lambda: _window_step(window=4, steps=5), ValueError,
+                             r"fptt.step: `x_win` has 5 time steps \(shape \(5, 2, 3\)\) but the learner's "
+                             r"window is 4"),
     "loss-fn-not-callable": (lambda: online.fptt(_model(), "mse", optim.sgd(lr=0.1)), TypeError,
                              r"`loss_fn` must be callable"),
     "optimizer-not-transformation": (lambda: online.fptt(_model(), F.mse_loss, torch.optim.SGD), TypeError,

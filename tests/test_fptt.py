@@ -40,39 +40,46 @@ def sj_net(sj: SimpleNamespace, kind: str, dtype: torch.dtype, seed: int) -> tnn
 
 def hand_fptt(sj: SimpleNamespace, net: tnn.Module, opt: torch.optim.Optimizer, x_seq: torch.Tensor,
               y_seq: torch.Tensor, alpha: float, w_ra: list[torch.Tensor], *, reduction: str,
-              second_forward: str) -> list[torch.Tensor]:
+              second_forward: str, window: int = 1) -> list[torch.Tensor]:
     """The FPTT equations written out with torch autograd on ``net`` (one sequence; ``w_ra`` updated).
 
-    Per step: minimise l_t + (alpha/2)·Σ_i d(W_i, w_ra_i + g_i/(2 alpha)) with d the per-tensor mean of
-    squares ("mean") or the squared norm ("sum"); then, except at the last step, g = ∇l_t at the new
-    weights, from s_t ("post") or s_{t−1} ("pre"), and w_ra = (w_ra + W)/2 − g/(2 alpha).
-    Returns the per-step task losses l_t.
+    Per window of ``window`` steps (the last may be shorter): minimise Σ_{t∈window} l_t +
+    (alpha/2)·Σ_i d(W_i, w_ra_i + g_i/(2 alpha)), backpropagating through the window's steps, with d
+    the per-tensor mean of squares ("mean") or the squared norm ("sum"); then, except after the last
+    window, g = ∇Σ l_t at the new weights, re-running the window from the state after it ("post") or
+    before it ("pre"), and w_ra = (w_ra + W)/2 − g/(2 alpha). Returns the per-step task losses l_t.
     """
     params = list(net.parameters())
     grad_last = [torch.zeros_like(p) for p in params]
     losses = []
     T = x_seq.shape[0]
-    for t in range(T):
+
+    def window_loss(a: int) -> torch.Tensor:
+        step_losses = [F.mse_loss(net(x_seq[t]), y_seq[t]) for t in range(a, min(a + window, T))]
+        return torch.stack(step_losses)
+
+    for a in range(0, T, window):
         s_prev = memories(net)
         opt.zero_grad()
-        task = F.mse_loss(net(x_seq[t]), y_seq[t])
-        losses.append(task.detach().clone())
+        task = window_loss(a)
+        losses.extend(task.detach().clone())
         sq = [(p - (ra + g / (2.0 * alpha))) ** 2 for p, ra, g in zip(params, w_ra, grad_last, strict=True)]
         reg = sum(s.sum() if reduction == "sum" else s.mean() for s in sq)
-        (task + (alpha / 2.0) * reg).backward()
+        (task.sum() + (alpha / 2.0) * reg).backward()
         opt.step()
         sj.functional.detach_net(net)
-        s_t = memories(net)
-        if t < T - 1:
+        s_next = memories(net)
+        if a + window < T:
             if second_forward == "pre":
                 restore_memories(net, s_prev)
             opt.zero_grad()
-            F.mse_loss(net(x_seq[t]), y_seq[t]).backward()
+            window_loss(a).sum().backward()
             with torch.no_grad():
                 for i, p in enumerate(params):
                     grad_last[i] = p.grad.detach().clone()
                     w_ra[i] = (w_ra[i] + p) / 2.0 - p.grad / (2.0 * alpha)
-            restore_memories(net, s_t)
+            sj.functional.detach_net(net)
+            restore_memories(net, s_next)
     opt.zero_grad()
     sj.functional.reset_net(net)
     return losses
@@ -167,6 +174,73 @@ def test_options_match_hand_written_fptt_loop(sj, dtype, reduction, second_forwa
     assert list_diff(carry.w_ra, net, w_ra) <= TOL[dtype]
 
 
+@pytest.mark.parametrize("second_forward", ["post", "pre"])
+@pytest.mark.parametrize("window, T", [(2, 6), (3, 7), (4, 4), (8, 5)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_window_matches_hand_written_fptt_loop(sj, dtype, window, T, second_forward):
+    """FPTT with one update per window (the last one shorter when window does not divide T, a single
+    short window when window > T), backpropagating within each window, equals the equations by hand."""
+    net = sj_net(sj, "lif", dtype, 6)
+    data = sequences(3, T, (6,), (3,), dtype, 6)
+    model, params, states = nn.from_torch(net, data[0][0][0])
+    topt = OPTIMIZERS["adam"].torch(net.parameters())
+    w_ra = [p.detach().clone() for p in net.parameters()]
+    learner = online.fptt(model, F.mse_loss, OPTIMIZERS["adam"].ours(), alpha=ALPHA, reduction="sum",
+                          second_forward=second_forward, window=window)
+    carry = learner.init(params, states)
+    for x, y in data:
+        losses = hand_fptt(sj, net, topt, x, y, ALPHA, w_ra, reduction="sum", second_forward=second_forward,
+                           window=window)
+        carry, outs = learner.run(carry, x, y)
+        assert outs.loss.shape == (T,) and outs.y.shape == (T, *y.shape[1:])
+        torch.testing.assert_close(outs.loss, torch.stack(losses), rtol=0, atol=TOL[dtype])
+    assert params_diff(carry.params, net) <= TOL[dtype]
+    assert list_diff(carry.w_ra, net, w_ra) <= TOL[dtype]
+
+
+def test_window_run_equals_window_steps_then_end_sequence():
+    """``run`` with a window of 3 over T=7 is ``step`` on x[0:3], x[3:6], then x[6:7] with last=True."""
+    model = nn.Sequential(nn.Linear(6, 8), neurons.LIF(), nn.Linear(8, 3), neurons.LIF())
+    (x, y), = sequences(1, 7, (6,), (3,), torch.float64, 8)
+    params, states = model.init(torch.Generator().manual_seed(8), x[0])
+    learner = online.fptt(model, F.mse_loss, optim.adam(1e-2), alpha=ALPHA, window=3)
+    carry = learner.init(params, states)
+    ran, outs = learner.run(carry, x, y)
+    c, losses = carry, []
+    for a, b in ((0, 3), (3, 6), (6, 7)):
+        c, out = learner.step(c, x[a:b], y[a:b], last=b == 7)
+        losses.append(out.loss)
+    c = learner.end_sequence(c)
+    assert tree.max_abs_diff((ran.params, ran.w_ra, ran.opt_state), (c.params, c.w_ra, c.opt_state)) == 0
+    assert torch.equal(outs.loss, torch.cat(losses))
+
+
+def test_window_of_one_is_the_per_step_form_and_longer_windows_differ():
+    model = nn.Sequential(nn.Linear(6, 8), neurons.LIF(), nn.Linear(8, 3), neurons.LIF())
+    (x, y), = sequences(1, 6, (6,), (3,), torch.float64, 9)
+    params, states = model.init(torch.Generator().manual_seed(9), x[0])
+    results = {}
+    for window in (None, 1, 2, 6):
+        kwargs = {} if window is None else {"window": window}
+        learner = online.fptt(model, F.mse_loss, optim.sgd(lr=0.5, momentum=0.9), alpha=ALPHA, **kwargs)
+        results[window] = learner.run(learner.init(params, states), x, y)[0].params
+    assert tree.max_abs_diff(results[None], results[1]) == 0
+    assert tree.max_abs_diff(results[1], results[2]) > 1e-6
+    assert tree.max_abs_diff(results[2], results[6]) > 1e-6
+
+
+def test_window_step_refuses_a_window_longer_than_the_learner_s():
+    model = nn.Sequential(nn.Linear(6, 3), neurons.LIF())
+    x = torch.rand(5, 2, 6)
+    params, states = model.init(torch.Generator().manual_seed(0), x[0])
+    learner = online.fptt(model, F.mse_loss, optim.sgd(lr=0.1), window=4)
+    carry = learner.init(params, states)
+    with pytest.raises(ValueError, match=r"`x_win` has 5 time steps.*window is 4"):
+        learner.step(carry, x, torch.rand(5, 2, 3))
+    with pytest.raises(ValueError, match=r"`x_win` must be time-major"):
+        learner.step(carry, x[0, 0], torch.rand(3))
+
+
 @pytest.mark.parametrize("option", [{"reduction": "sum"}, {"second_forward": "pre"}])
 def test_options_change_the_result(option):
     """``reduction="sum"`` and ``second_forward="pre"`` are not the defaults in disguise."""
@@ -187,6 +261,10 @@ def test_invalid_options_are_refused():
         online.fptt(model, F.mse_loss, optim.sgd(lr=0.1), reduction="max")
     with pytest.raises(ValueError, match="second_forward.*'both'"):
         online.fptt(model, F.mse_loss, optim.sgd(lr=0.1), second_forward="both")
+    with pytest.raises(ValueError, match=r"`window` must be >= 1.*got 0"):
+        online.fptt(model, F.mse_loss, optim.sgd(lr=0.1), window=0)
+    with pytest.raises(TypeError, match=r"`window` must be an int.*float"):
+        online.fptt(model, F.mse_loss, optim.sgd(lr=0.1), window=2.0)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -24,22 +24,24 @@ from purelearn import neurons, nn, online, optim, tree
 ALPHA, BETA = 0.1, 0.5
 
 
-def hand_fptt_dual(sj, net, opt, x_seq, y_seq, w_bar, lam, *, alpha, beta, rho):
-    """One sequence of the dual form by hand (``w_bar``, ``lam`` updated in the lists)::
+def hand_fptt_dual(sj, net, opt, x_seq, y_seq, w_bar, lam, *, alpha, beta, rho, window=1):
+    """One sequence of the dual form by hand (``w_bar``, ``lam`` updated in the lists), per window of
+    ``window`` steps (the last may be shorter) with l the window's summed loss, backpropagated through it::
 
-        W  ← optimizer step on ∇[l_t(W) + Σ (rho − 1)·⟨W, λ⟩ + (alpha/2)·‖W − W̄‖²]
+        W  ← optimizer step on ∇[l(W) + Σ (rho − 1)·⟨W, λ⟩ + (alpha/2)·‖W − W̄‖²]
         λ  ← λ − alpha·(W − W̄)
         W̄  ← (1 − beta)·W̄ + beta·W − (beta/alpha)·λ
     """
     params = list(net.parameters())
     losses = []
-    for t in range(x_seq.shape[0]):
+    T = x_seq.shape[0]
+    for a in range(0, T, window):
         opt.zero_grad()
-        task = F.mse_loss(net(x_seq[t]), y_seq[t])
-        losses.append(task.detach().clone())
+        task = torch.stack([F.mse_loss(net(x_seq[t]), y_seq[t]) for t in range(a, min(a + window, T))])
+        losses.extend(task.detach().clone())
         reg = sum((rho - 1.0) * (p * lm).sum() + (alpha / 2.0) * ((p - wb) ** 2).sum()
                   for p, wb, lm in zip(params, w_bar, lam, strict=True))
-        (task + reg).backward()
+        (task.sum() + reg).backward()
         opt.step()
         sj.functional.detach_net(net)
         with torch.no_grad():
@@ -75,6 +77,28 @@ def test_matches_hand_written_dual_loop_over_two_sequences(sj, dtype, opt_name, 
     assert list_diff(carry.lam, net, lam) <= TOL[dtype]
     assert params_diff(initial, net) > 1e-4
     assert max(lm.abs().max().item() for lm in lam) > 1e-6
+
+
+@pytest.mark.parametrize("window, T", [(2, 5), (4, 4), (3, 9)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_window_matches_hand_written_dual_loop(sj, dtype, window, T):
+    torch.manual_seed(22)
+    net = tnn.Sequential(tnn.Linear(6, 8), sj.neuron.LIFNode(), tnn.Linear(8, 3), sj.neuron.LIFNode()).to(dtype)
+    data = sequences(2, T, (6,), (3,), dtype, 22, batches=[3, 2])
+    model, params, states = nn.from_torch(net, data[0][0][0])
+    topt = OPTIMIZERS["adam"].torch(net.parameters())
+    w_bar = [p.detach().clone() for p in net.parameters()]
+    lam = [torch.zeros_like(p) for p in net.parameters()]
+    learner = online.fptt_dual(model, F.mse_loss, OPTIMIZERS["adam"].ours(), alpha=ALPHA, beta=BETA, window=window)
+    carry = learner.init(params, states)
+    for x, y in data:
+        losses = hand_fptt_dual(sj, net, topt, x, y, w_bar, lam, alpha=ALPHA, beta=BETA, rho=0.0, window=window)
+        carry, outs = learner.run(carry, x, y)
+        assert outs.loss.shape == (T,) and outs.y.shape == (T, x.shape[1], 3)
+        torch.testing.assert_close(outs.loss, torch.stack(losses), rtol=0, atol=TOL[dtype])
+    assert params_diff(carry.params, net) <= TOL[dtype]
+    assert list_diff(carry.w_bar, net, w_bar) <= TOL[dtype]
+    assert list_diff(carry.lam, net, lam) <= TOL[dtype]
 
 
 def make_learner(dtype=torch.float64):

@@ -22,8 +22,9 @@ from torch._dynamo.utils import counters
 import purelearn
 from purelearn import compile, neurons, nn, online, optim, scan, surrogate, sweep, tree
 
-LEARNERS = ["fptt", "fptt_dual", "ottt", "ottt_accumulate", "sltt", "sltt_k", "bptt"]
-STEPPING = [name for name in LEARNERS if name != "bptt"]
+LEARNERS = ["fptt", "fptt_dual", "ottt", "ottt_accumulate", "sltt", "sltt_k", "bptt", "fptt_window",
+            "fptt_dual_window"]
+STEPPING = [name for name in LEARNERS if name != "bptt" and not name.endswith("_window")]  # one step per x[t]
 T, BATCH = 3, 2
 
 
@@ -43,10 +44,11 @@ def build_model(name: str, **neuron_kw: Any) -> nn.Sequential:
 
 def build_learner(name: str, model: nn.Sequential, opt: optim.GradientTransformation, alpha: Any = 0.1,
                   beta: Any = 0.5) -> Any:
-    if name == "fptt":
-        return online.fptt(model, F.mse_loss, opt, alpha=alpha)
-    if name == "fptt_dual":
-        return online.fptt_dual(model, F.mse_loss, opt, alpha=alpha, beta=beta, rho=0.1)
+    if name in ("fptt", "fptt_window"):  # fptt_window: an update per 2 steps; T = 3 leaves a last window of 1
+        return online.fptt(model, F.mse_loss, opt, alpha=alpha, window=2 if name == "fptt_window" else 1)
+    if name in ("fptt_dual", "fptt_dual_window"):
+        return online.fptt_dual(model, F.mse_loss, opt, alpha=alpha, beta=beta, rho=0.1,
+                                window=2 if name == "fptt_dual_window" else 1)
     if name in ("ottt", "ottt_accumulate"):
         return online.ottt(model, F.mse_loss, opt, online=name == "ottt")
     if name == "sltt":
@@ -130,6 +132,7 @@ def test_vmap_over_adam_betas_equals_the_loop(name):
     ("fptt", "alpha", [0.05, 2.0]),
     ("fptt_dual", "alpha", [0.05, 2.0]),
     ("fptt_dual", "beta", [0.2, 0.9]),
+    ("fptt_window", "alpha", [0.05, 2.0]),
 ])
 def test_vmap_over_fptt_alpha_and_beta_equals_the_loop(name, hyper, values):
     assert_sweep_equals_loop(lambda **kw: train(name, **kw), sweep.grid(**{hyper: values}))
@@ -287,8 +290,8 @@ def test_compiled_run_builds_two_graphs_and_never_recompiles(name, fresh_dynamo)
         assert graphs == 1
     elif name == "sltt_k":
         assert graphs <= 4  # last × backward
-    else:
-        assert graphs == 2  # middle steps and last step; the first step shares the middle graph
+    else:  # middle steps (windows) and last step (the last, shorter window); the first shares the middle graph
+        assert graphs == 2
     assert counters["graph_break"] == {}
 
 

@@ -9,6 +9,11 @@ A learner is a frozen object with three pure methods::
 ``run`` starts from ``carry.states``, calls ``step`` with ``last=True`` at the final step, and
 returns a carry ready for the next sequence (``end_sequence``: neuron states fresh, per-sequence
 algorithm state reset, params / optimizer state / running averages kept).
+
+A learner with a ``window`` of L > 1 time steps (FPTT and FPTT-dual) updates once per window: its
+``step`` takes a window ``x_win`` [L', N, ...] with 1 <= L' <= L, differentiates the window's summed
+loss through its L' steps (:func:`sequence_loss`) and returns ``StepOutput(loss [L'], y [L', ...])``;
+``run`` cuts the sequence into consecutive windows of L steps (the last one may be shorter).
 """
 
 from __future__ import annotations
@@ -70,21 +75,23 @@ def check_step_inputs(owner: str, x_t: Any, y_t: Any) -> None:
         )
 
 
-def check_sequence(owner: str, x_seq: Any, y_seq: Any) -> int:
-    """Time-major ``x_seq`` [T, N, ...] and ``y_seq`` [T, N, ...] with equal T >= 1; returns T."""
-    for name, value in (("x_seq", x_seq), ("y_seq", y_seq)):
+def check_sequence(owner: str, x_seq: Any, y_seq: Any, names: tuple[str, str] = ("x_seq", "y_seq")) -> int:
+    """Time-major ``x_seq`` [T, N, ...] and ``y_seq`` [T, N, ...] with equal T >= 1; returns T.
+    ``names`` are the argument names the messages use."""
+    xn, yn = names
+    for name, value in ((xn, x_seq), (yn, y_seq)):
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{owner}: `{name}` must be a tensor, got {type(value).__name__}")
         if value.dim() < 1:
             raise ValueError(f"{owner}: `{name}` must be time-major [T, N, ...], got a 0-d tensor")
     if x_seq.dim() < 2:
-        raise ValueError(f"{owner}: `x_seq` must be time-major [T, N, ...], got shape {tuple(x_seq.shape)}")
+        raise ValueError(f"{owner}: `{xn}` must be time-major [T, N, ...], got shape {tuple(x_seq.shape)}")
     T = x_seq.shape[0]
     if T == 0:
-        raise ValueError(f"{owner}: `x_seq` has T=0 time steps (shape {tuple(x_seq.shape)}); need T >= 1")
+        raise ValueError(f"{owner}: `{xn}` has T=0 time steps (shape {tuple(x_seq.shape)}); need T >= 1")
     if y_seq.shape[0] != T:
         raise ValueError(
-            f"{owner}: `y_seq` has {y_seq.shape[0]} time steps (shape {tuple(y_seq.shape)}) but `x_seq` "
+            f"{owner}: `{yn}` has {y_seq.shape[0]} time steps (shape {tuple(y_seq.shape)}) but `{xn}` "
             f"has {T} (shape {tuple(x_seq.shape)}); both are time-major [T, N, ...]"
         )
     return T
@@ -173,14 +180,78 @@ def detach(tree_: Any) -> Any:
     return optree.tree_map(torch.detach, tree_)
 
 
+def sequence_loss(model: Sequential, loss_fn: LossFn, params: Any, states: Any, x_seq: torch.Tensor,
+                  y_seq: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, Any]]:
+    """Σ_t l_t(params) over time-major ``x_seq`` [L, N, ...] from ``states``, differentiable through
+    all L steps: ``(total, (losses [L], y [L, ...], final states))`` — a ``has_aux`` objective."""
+    losses, ys = [], []
+    total: Any = 0.0
+    for t in range(x_seq.shape[0]):
+        y_hat, states = model.apply(params, states, x_seq[t])
+        loss = check_loss(loss_fn(y_hat, y_seq[t]))
+        total = total + loss
+        losses.append(loss)
+        ys.append(y_hat)
+    return total, (torch.stack(losses), torch.stack(ys), states)
+
+
+def check_window(owner: str, window: Any) -> None:
+    """``window`` (time steps per update) must be a Python int >= 1."""
+    if isinstance(window, bool) or not isinstance(window, int):
+        raise TypeError(f"{owner}: `window` must be an int (time steps per update), got {type(window).__name__}")
+    if window < 1:
+        raise ValueError(f"{owner}: `window` must be >= 1 (time steps per update), got {window}")
+
+
+def check_window_inputs(owner: str, window: int, x_win: Any, y_win: Any) -> None:
+    """A window step's ``x_win`` [L, N, ...] and ``y_win`` [L, N, ...] with 1 <= L <= ``window``."""
+    L = check_sequence(owner, x_win, y_win, names=("x_win", "y_win"))
+    if L > window:
+        raise ValueError(
+            f"{owner}: `x_win` has {L} time steps (shape {tuple(x_win.shape)}) but the learner's window is "
+            f"{window}; a step takes a window [L, N, ...] with 1 <= L <= {window} (learner.run cuts a sequence)"
+        )
+    check_step_inputs(owner, x_win[0], y_win[0])
+
+
+def step_objective(model: Sequential, loss_fn: LossFn, states: Any, x: torch.Tensor, y: torch.Tensor,
+                   window: int) -> Callable[[Any], tuple[torch.Tensor, Any]]:
+    """``params -> (loss, (loss, y_hat, states))``: one step's loss (``window`` 1, ``x`` [N, ...]) or a
+    window's summed loss (``window`` > 1, ``x`` [L, N, ...], aux losses [L] and y [L, ...])."""
+    if window == 1:
+        return lambda p: loss_and_state(model, loss_fn, p, states, x, y)
+    return lambda p: sequence_loss(model, loss_fn, p, states, x, y)
+
+
+def split_last(seq: torch.Tensor, window: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(head, last)`` of a time-major sequence [T, ...] for a scan that ends with a ``last=True`` call.
+
+    Per step (``window`` 1): ``head = seq[:-1]`` [T − 1, ...] and ``last = seq[-1]``. Per window of L:
+    ``head`` = the full windows before the final one, [n, L, ...] with n = (T − 1) // L, and
+    ``last`` = the final window, ``seq[n·L:]`` [L', ...] with 1 <= L' <= L.
+    """
+    if window == 1:
+        return seq[:-1], seq[-1]
+    n = (seq.shape[0] - 1) // window
+    return seq[: n * window].unflatten(0, (n, window)), seq[n * window:]
+
+
 def run_sequence(learner: Any, carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[Any, StepOutput]:
-    """The shared ``run``: scan ``step`` over T−1 steps, the last one with ``last=True``, then
-    ``learner.end_sequence``. Outputs are stacked time-major."""
-    owner = type(learner).__name__
-    T = check_sequence(owner, x_seq, y_seq)
-    if T > 1:
-        carry, head = scan(lambda c, xy: learner.step(c, xy[0], xy[1]), carry, (x_seq[:-1], y_seq[:-1]))
-    carry, last = learner.step(carry, x_seq[-1], y_seq[-1], last=True)
-    last = optree.tree_map(lambda a: a.unsqueeze(0), last)
-    outs = last if T == 1 else optree.tree_map(lambda a, b: torch.cat([a, b]), head, last)
+    """The shared ``run``: scan ``step`` over the sequence, the final call with ``last=True``, then
+    ``learner.end_sequence``. Outputs are stacked time-major, [T, ...].
+
+    Per step (``learner.window`` 1 or absent) ``step`` sees ``x_seq[t]``; with a window of L > 1 it
+    sees ``x_seq[a:a+L]`` for a = 0, L, 2L, ... (the last window may be shorter: :func:`split_last`).
+    """
+    check_sequence(type(learner).__name__, x_seq, y_seq)
+    window = getattr(learner, "window", 1)
+    (x_head, x_last), (y_head, y_last) = split_last(x_seq, window), split_last(y_seq, window)
+    if x_head.shape[0]:
+        carry, head = scan(lambda c, xy: learner.step(c, xy[0], xy[1]), carry, (x_head, y_head))
+    carry, last = learner.step(carry, x_last, y_last, last=True)
+    if window == 1:
+        last = optree.tree_map(lambda a: a.unsqueeze(0), last)
+    elif x_head.shape[0]:
+        head = optree.tree_map(lambda a: a.flatten(0, 1), head)  # [n, L, ...] -> [n·L, ...]
+    outs = last if not x_head.shape[0] else optree.tree_map(lambda a, b: torch.cat([a, b]), head, last)
     return learner.end_sequence(carry), outs

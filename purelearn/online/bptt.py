@@ -34,11 +34,11 @@ from ..nn import Sequential
 from ._base import (
     LossFn,
     StepOutput,
-    check_loss,
     check_model,
     check_sequence,
     check_step_inputs,
     grad_with_aux,
+    sequence_loss,
 )
 
 __all__ = ["BPTTCarry", "BPTT", "bptt"]
@@ -74,15 +74,7 @@ class BPTT:
     def sequence_loss(self, params: Any, states: Any, x_seq: torch.Tensor, y_seq: torch.Tensor
                       ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, Any]]:
         """Σ_t l_t over the sequence from ``states``; aux ``(losses [T], y [T, ...], final states)``."""
-        losses, ys = [], []
-        total: Any = 0.0
-        for t in range(x_seq.shape[0]):
-            y_hat, states = self.model.apply(params, states, x_seq[t])
-            loss = check_loss(self.loss_fn(y_hat, y_seq[t]))
-            total = total + loss
-            losses.append(loss)
-            ys.append(y_hat)
-        return total, (torch.stack(losses), torch.stack(ys), states)
+        return sequence_loss(self.model, self.loss_fn, params, states, x_seq, y_seq)
 
     def end_sequence(self, carry: BPTTCarry) -> BPTTCarry:
         """Fresh neuron states; params and optimizer state kept."""

@@ -19,6 +19,15 @@ Options beyond the reference, off by default:
 - ``second_forward="pre"``: evaluate ``∇l_t(W_{t+1})`` from the state *before* step t,
   ``s_{t−1}``, as the paper's algorithm states (the reference runs it from ``s_t``).
 
+- ``window=L`` (> 1): the paper's FPTT with one update per window of L steps instead of per step
+  (Kag & Saligrama's K = T/L parts). ``l_t`` above becomes the window's summed loss
+  ``Σ_{t∈window} l_t``, differentiated through the window's L steps from the state before it
+  (states are carried, detached, between windows); the second forward re-runs the window from the
+  state after it (``"post"``) or before it (``"pre"``). Memory grows with L, not with T.
+  ``step`` then takes a window ``x_win`` [L', N, ...] (1 <= L' <= L) and returns losses [L'];
+  ``run`` cuts the sequence into windows (the last one may be shorter). ``window=1`` is the
+  reference's per-step form above, number for number.
+
 A parameter that receives no gradient gets a zero gradient (the reference raises ``TypeError``).
 
 Example::
@@ -50,11 +59,12 @@ from ._base import (
     check_model,
     check_positive,
     check_step_inputs,
+    check_window,
+    check_window_inputs,
     grad_with_aux,
-    loss_and_state,
     plain_autograd_applies,
     run_sequence,
-    step_grad,
+    step_objective,
 )
 
 __all__ = ["FPTTCarry", "FPTT", "fptt"]
@@ -100,10 +110,12 @@ class FPTT:
     alpha: float | torch.Tensor = 0.1
     reduction: str = "mean"
     second_forward: str = "post"
+    window: int = 1
 
     def __post_init__(self) -> None:
         check_model("fptt", self.model, self.loss_fn, self.optimizer)
         check_positive("fptt", "alpha", self.alpha)
+        check_window("fptt", self.window)
         if self.reduction not in ("mean", "sum"):
             raise ValueError(f"fptt: `reduction` must be 'mean' or 'sum', got {self.reduction!r}")
         if self.second_forward not in ("post", "pre"):
@@ -116,8 +128,12 @@ class FPTT:
 
     def step(self, carry: FPTTCarry, x_t: torch.Tensor, y_t: torch.Tensor, last: bool = False
              ) -> tuple[FPTTCarry, StepOutput]:
-        """One FPTT step on ``x_t`` [N, ...], ``y_t`` [N, ...]; ``last=True`` skips the w_ra update."""
-        check_step_inputs("fptt.step", x_t, y_t)
+        """One FPTT update on ``x_t`` [N, ...], ``y_t`` [N, ...] — or, with ``window`` > 1, on a window
+        ``x_t`` [L, N, ...], ``y_t`` [L, N, ...] (outputs [L, ...]); ``last=True`` skips the w_ra update."""
+        if self.window == 1:
+            check_step_inputs("fptt.step", x_t, y_t)
+        else:
+            check_window_inputs("fptt.step", self.window, x_t, y_t)
         check_like_params("fptt.step", "carry.w_ra", carry.w_ra, carry.params)
         check_like_params("fptt.step", "carry.grad_last", carry.grad_last, carry.params)
         alpha, reduction = self.alpha, self.reduction
@@ -128,7 +144,7 @@ class FPTT:
         # ∇[l_t + (alpha/2)·Σ mse(W_i, w_ra_i + grad_last_i/(2·alpha))]: autograd for l_t, the
         # regulariser in closed form (its value is not needed)
         task_grads, (loss, y_hat, states) = grad_with_aux(
-            lambda p: loss_and_state(self.model, self.loss_fn, p, carry.states, x_t, y_t), carry.params)
+            step_objective(self.model, self.loss_fn, carry.states, x_t, y_t, self.window), carry.params)
         reg = tree.map(lambda w, ra, g: _regulariser_grad(w, ra, g, alpha, reduction, fresh), carry.params,
                        carry.w_ra, carry.grad_last)
         grads = tree.map(lambda r, g: r.add_(g) if fresh else g + r, reg, task_grads)
@@ -137,7 +153,8 @@ class FPTT:
         w_ra, grad_last = carry.w_ra, carry.grad_last
         if not last:
             from_states = states if self.second_forward == "post" else carry.states
-            grad_last = step_grad(self.model, self.loss_fn, params, from_states, x_t, y_t)[0]
+            grad_last = grad_with_aux(step_objective(self.model, self.loss_fn, from_states, x_t, y_t, self.window),
+                                      params)[0]
             w_ra = tree.map(lambda ra, w, g: _running_average(ra, w, g, alpha, fresh), w_ra, params, grad_last)
         return FPTTCarry(params, states, opt_state, w_ra, grad_last), StepOutput(loss, y_hat)
 
@@ -147,15 +164,17 @@ class FPTT:
                               grad_last=tree.zeros_like(carry.grad_last))
 
     def run(self, carry: FPTTCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[FPTTCarry, StepOutput]:
-        """One time-major sequence ``x_seq`` [T, N, ...], ``y_seq`` [T, N, ...]; outputs [T, ...]."""
+        """One time-major sequence ``x_seq`` [T, N, ...], ``y_seq`` [T, N, ...] (in windows of ``window``
+        steps); outputs [T, ...]."""
         return run_sequence(self, carry, x_seq, y_seq)
 
 
 def fptt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation,
-         alpha: float | torch.Tensor = 0.1, *, reduction: str = "mean", second_forward: str = "post") -> FPTT:
+         alpha: float | torch.Tensor = 0.1, *, reduction: str = "mean", second_forward: str = "post",
+         window: int = 1) -> FPTT:
     """FPTT learner with SpikingJelly 2.0.0 semantics (see the module docstring).
 
     ``alpha`` (> 0) may be a (batched) tensor. ``reduction`` ∈ {"mean", "sum"},
-    ``second_forward`` ∈ {"post", "pre"}.
+    ``second_forward`` ∈ {"post", "pre"}, ``window`` (>= 1) time steps per update.
     """
-    return FPTT(model, loss_fn, optimizer, alpha, reduction, second_forward)
+    return FPTT(model, loss_fn, optimizer, alpha, reduction, second_forward, window)

@@ -12,6 +12,11 @@ each parameter keeps a running mean ``w_bar`` (W̄) and a dual variable ``lam`` 
 authors also reset ``W ← W̄`` at the end of each epoch (λ kept): call
 :meth:`FPTTDual.reset_params_to_mean` on the carry to do so.
 
+``window=L`` (> 1) updates once per window of L steps, as the authors' code does with its "parts":
+``l_t`` becomes the window's summed loss, differentiated through its steps from the state before
+it; ``step`` takes a window [L', N, ...] (1 <= L' <= L) and ``run`` cuts the sequence (see
+:mod:`~purelearn.online.fptt`).
+
 Example::
 
     >>> import torch, torch.nn.functional as F
@@ -40,10 +45,12 @@ from ._base import (
     check_model,
     check_positive,
     check_step_inputs,
+    check_window,
+    check_window_inputs,
     grad_with_aux,
-    loss_and_state,
     plain_autograd_applies,
     run_sequence,
+    step_objective,
 )
 
 __all__ = ["FPTTDualCarry", "FPTTDual", "fptt_dual"]
@@ -103,11 +110,13 @@ class FPTTDual:
     alpha: float | torch.Tensor = 0.1
     beta: float | torch.Tensor = 0.5
     rho: float | torch.Tensor = 0.0
+    window: int = 1
 
     def __post_init__(self) -> None:
         check_model("fptt_dual", self.model, self.loss_fn, self.optimizer)
         check_positive("fptt_dual", "alpha", self.alpha)
         check_positive("fptt_dual", "beta", self.beta)
+        check_window("fptt_dual", self.window)
 
     def init(self, params: Any, states: Any) -> FPTTDualCarry:
         """``w_bar`` a detached copy of ``params``, ``lam`` zeros."""
@@ -124,22 +133,26 @@ class FPTTDual:
 
     def step(self, carry: FPTTDualCarry, x_t: torch.Tensor, y_t: torch.Tensor, last: bool = False
              ) -> tuple[FPTTDualCarry, StepOutput]:
-        """One step (``last`` changes nothing here: the dual form has no end-of-sequence work)."""
-        check_step_inputs("fptt_dual.step", x_t, y_t)
+        """One update on ``x_t`` [N, ...] — or, with ``window`` > 1, on a window ``x_t`` [L, N, ...]
+        (outputs [L, ...]). ``last`` changes nothing here: the dual form has no end-of-sequence work."""
+        if self.window == 1:
+            check_step_inputs("fptt_dual.step", x_t, y_t)
+        else:
+            check_window_inputs("fptt_dual.step", self.window, x_t, y_t)
         check_like_params("fptt_dual.step", "carry.w_bar", carry.w_bar, carry.params)
         check_like_params("fptt_dual.step", "carry.lam", carry.lam, carry.params)
 
         alpha, beta, rho = self.alpha, self.beta, self.rho
         fresh = plain_autograd_applies(carry.params, carry.w_bar, carry.lam)
+        task = step_objective(self.model, self.loss_fn, carry.states, x_t, y_t, self.window)
         if fresh and not any(isinstance(h, torch.Tensor) for h in (alpha, beta, rho)):
             # eager, no transform: ∇R in closed form (see _regulariser_grad), autograd for l_t only
-            task_grads, (loss, y_hat, states) = grad_with_aux(
-                lambda p: loss_and_state(self.model, self.loss_fn, p, carry.states, x_t, y_t), carry.params)
+            task_grads, (loss, y_hat, states) = grad_with_aux(task, carry.params)
             grads = tree.map(lambda g, w, wb, lm: _regulariser_grad(w, wb, lm, alpha, rho).add_(g), task_grads,
                              carry.params, carry.w_bar, carry.lam)
         else:
             def objective(p: Any) -> tuple[torch.Tensor, Any]:
-                loss, aux = loss_and_state(self.model, self.loss_fn, p, carry.states, x_t, y_t)
+                loss, aux = task(p)
                 return loss + self.regulariser(p, carry.w_bar, carry.lam), aux
 
             grads, (loss, y_hat, states) = grad_with_aux(objective, carry.params)
@@ -171,6 +184,7 @@ class FPTTDual:
 
 def fptt_dual(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation,
               alpha: float | torch.Tensor = 0.1, beta: float | torch.Tensor = 0.5,
-              rho: float | torch.Tensor = 0.0) -> FPTTDual:
-    """Dual-variable FPTT learner (defaults alpha=0.1, beta=0.5, rho=0.0; see the module docstring)."""
-    return FPTTDual(model, loss_fn, optimizer, alpha, beta, rho)
+              rho: float | torch.Tensor = 0.0, *, window: int = 1) -> FPTTDual:
+    """Dual-variable FPTT learner (defaults alpha=0.1, beta=0.5, rho=0.0, one update per step; see the
+    module docstring)."""
+    return FPTTDual(model, loss_fn, optimizer, alpha, beta, rho, window)
