@@ -91,7 +91,8 @@ def _add_run_options(p: argparse.ArgumentParser, sweep: bool = False, compare: b
                         f"(default: {DEFAULTS.data})")
     g.add_argument("--model", choices=models.MODELS, default=None, metavar="MODEL",
                    help="mlp (Flatten-Linear-256 LIF-Linear readout), conv (2 conv+LIF layers, readout) or "
-                        "alif-rnn (recurrent ALIF layer of 128, readout); the neuron type follows --algo "
+                        "alif-rnn (recurrent ALIF layer of 128 with trained time constants, readout); the neuron "
+                        "type follows --algo "
                         "(default: alif-rnn for sequential data, else mlp)")
     g.add_argument("--T", type=_positive_int, default=None,
                    help="time steps of the rate code (default: 16; the sequential encoding has one step per pixel)")
@@ -101,33 +102,50 @@ def _add_run_options(p: argparse.ArgumentParser, sweep: bool = False, compare: b
                    help="use only the first N training samples and N/4 test samples (quick runs)")
     g.add_argument("--weighting", choices=train.WEIGHTINGS, default=None,
                    help="time weights w_t of the per-step loss: uniform, ramp ((t+1)/T), late (1 on the last "
-                        "quarter of the steps) or last "
-                        "(default: late for sequential data, else uniform)")
+                        "quarter of the steps) or last (default: sequential data: ramp for fptt and fptt-dual, "
+                        "late for the others; else uniform)")
+    g.add_argument("--predict", choices=train.WEIGHTINGS, default=None,
+                   help="time weights of the prediction argmax Σ_t w_t z_t, the same choices (default: late for "
+                        "sequential data, else uniform; the same for every algorithm)")
     h = p.add_argument_group("hyperparameters")
     if sweep:
         h.add_argument("--lr", default=None, metavar="LIST",
                        help="learning rates, e.g. 0.001,0.003,0.01 or a range 0.001:0.01:3[:log] "
                             f"(default: per algorithm: {LR_HELP})")
         h.add_argument("--alpha", default=None, metavar="LIST",
-                       help="FPTT regularisation strength(s) (default: 0.5 for sequential data, else 0.1)")
+                       help=f"FPTT regularisation strength(s) (default: {train.DEFAULTS['other']['alpha']:g})")
         h.add_argument("--tau", default=None, metavar="LIST",
                        help="membrane time constant(s) (default: 2 for LIF, "
-                            f"{models.DEFAULT_TAU['alif-rnn']:g} for ALIF's tau_m)")
+                            f"{models.DEFAULT_TAU['alif-rnn']:g} for alif-rnn, where it is the initial value of "
+                            "the trained tau_m)")
         h.add_argument("--seed", default=None, metavar="LIST",
                        help="seeds of the initial parameters, e.g. 0,1,2 or 0:4:5 (default: 0)")
     else:
         h.add_argument("--lr", type=_positive_float, default=None,
                        help=f"peak learning rate (default: per algorithm: {LR_HELP})")
         h.add_argument("--alpha", type=_positive_float, default=None,
-                       help="FPTT / FPTT-dual regularisation strength (default: 0.5 for sequential data, else 0.1)")
+                       help=f"FPTT / FPTT-dual regularisation strength (default: {train.DEFAULTS['other']['alpha']:g})")
         h.add_argument("--tau", type=_positive_float, default=None,
                        help="membrane time constant (default: 2 for LIF neurons, "
-                            f"{models.DEFAULT_TAU['alif-rnn']:g} for ALIF's tau_m)")
+                            f"{models.DEFAULT_TAU['alif-rnn']:g} for alif-rnn, where it is the initial value of "
+                            "the trained tau_m)")
         h.add_argument("--seed", type=_nonneg_int, default=None,
                        help=f"seed of the initial parameters (and of the data order unless --data-seed) "
                             f"(default: {DEFAULTS.seed})")
     h.add_argument("--beta", type=_positive_float, default=None,
                    help=f"FPTT-dual running-mean rate (default: {DEFAULTS.beta:g})")
+    seq_form, other_form = train.DEFAULTS["sequential"]["fptt"], train.DEFAULTS["other"]["fptt"]
+    h.add_argument("--window", type=_positive_int, default=None,
+                   help="fptt, fptt-dual: time steps per update; the loss of a window is back-propagated "
+                        f"through its steps (default: {seq_form['window']} for sequential data, the paper's "
+                        f"form; else {other_form['window']}, SpikingJelly's per-step form)")
+    h.add_argument("--reduction", choices=train.REDUCTIONS, default=None,
+                   help="fptt: the regulariser as a per-tensor mean (SpikingJelly) or a squared norm (the paper) "
+                        f"(default: {seq_form['reduction']} for sequential data, else {other_form['reduction']})")
+    h.add_argument("--second-forward", choices=train.SECOND_FORWARDS, default=None,
+                   help="fptt: the gradient at the updated weights from the state after the window "
+                        f"(SpikingJelly) or before it (the paper) (default: {seq_form['second_forward']} for "
+                        f"sequential data, else {other_form['second_forward']})")
     h.add_argument("--k", type=_positive_int, default=None,
                    help="sltt-k: number of time steps with a backward pass (default: T/4)")
     h.add_argument("--epochs", type=_positive_int, default=None,
@@ -340,14 +358,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         bad = [a for a in algos if a not in models.ALGOS]
         if bad or not algos:
             raise UsageError(f"--algos must list algorithms from {', '.join(models.ALGOS)}, got {args.algos!r}")
-    passthrough = []
-    for key, value in vars(args).items():
-        if key in ("command", "algos", "out", "no_plot") or value is None or value is False:
-            continue
-        flag = "--" + key.replace("_", "-")
-        passthrough += [flag] if value is True else [flag, str(value)]
-    if args.no_plot:
-        passthrough.append("--no-plot")
+    def passthrough(algo: str) -> list[str]:
+        """The options given, for ``algo``: an option of some algorithms only (--window, --k, ...) only
+        reaches those (:data:`purelearn.train.ONLY_FOR`)."""
+        out = []
+        for key, value in vars(args).items():
+            if key in ("command", "algos", "out", "no_plot") or value is None or value is False:
+                continue
+            if algo not in train.ONLY_FOR.get(key, (algo,)):
+                continue
+            flag = "--" + key.replace("_", "-")
+            out += [flag] if value is True else [flag, str(value)]
+        return out + (["--no-plot"] if args.no_plot else [])
+
     out = args.out or os.path.join("runs", "compare-" + os.path.splitext(os.path.basename(config.data))[0] + "-"
                                    + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     rows = train.compare(algos, passthrough, out, stream=sys.stderr)

@@ -13,11 +13,18 @@ the learners is the cross-entropy of the readout against a *weighted one-hot* ta
 
 The time weights ``w_t`` (``Config.weighting``) are 1 at every step (``"uniform"``, the default
 for rate-coded and user-encoded data: every step sees the whole image), 1 on the last quarter of
-the steps and 0 before (``"late"``, the default for the sequential encoding, whose early steps have
-seen only a few pixels), ``(t+1)/T`` (``"ramp"``) or only the last step (``"last"``). On the
-sequential digits ``late`` trained best of these with BPTT (uniform and ramp ask the network for a
-class long before it has seen the digit). The reported loss is the mean of ``l_t`` over steps and
-samples.
+the steps and 0 before (``"late"``), ``(t+1)/T`` (``"ramp"``) or only the last step (``"last"``).
+The prediction has weights of its own (``Config.predict``, the same four choices): ``late`` for
+sequential data (classify from the readout once most of the digit has been seen), ``uniform``
+otherwise — the same for every algorithm, so accuracies compare. The reported loss is the mean of
+``l_t`` over steps and samples.
+
+On the sequential digits the best loss weighting depends on the algorithm. BPTT trains best on
+``late`` (its gradient reaches the early steps through time; ``ramp`` asks for a class long before
+the digit has been seen). FPTT's gradient stops at a window's start, so with ``late`` nothing
+trains the early windows to keep what they saw; ``ramp`` gives every window a loss and trains
+each to carry the evidence forward — the sequential default for FPTT and FPTT-dual, ``late`` for
+the others.
 
 **Schedule.** The learning rate follows a cosine from ``lr`` at the first epoch towards 0:
 ``lr_e = lr · ½(1 + cos(π e / E))`` (``schedule="constant"`` keeps ``lr``). The learners update
@@ -26,9 +33,11 @@ such per-step updates leave in the final weights.
 
 **Defaults** that depend on the data (:data:`DEFAULTS`): on the rate-coded digits (and user data
 that is not sequential) lr 3e-3 for the per-step learners (FPTT, FPTT-dual, OTTT_O) and 1e-2 for
-the per-sequence ones (OTTT_A, SLTT, SLTT-K, BPTT), alpha 0.1, batch 64, no clipping; on
-sequential data lr 1e-3 (per step) / 3e-3 (per sequence), alpha 0.5, batch 32, gradients clipped
-to norm 1.
+the per-sequence ones (OTTT_A, SLTT, SLTT-K, BPTT), alpha 0.1, batch 64, no clipping, and FPTT in
+SpikingJelly's form (an update per step, per-tensor mean regulariser, second forward from the state
+after the step); on sequential data lr 3e-3 (OTTT_O 1e-3), batch 32, gradients clipped to norm 1, and FPTT /
+FPTT-dual in the paper's form (Kag & Saligrama): an update per window of 8 steps, the squared-norm
+regulariser with alpha 0.1, the second forward from the state before the window.
 
 **Checkpoints** (:mod:`purelearn.checkpoint`, ``checkpoint.pt``, replaced atomically after each
 epoch) hold ``{"carry", "epoch", "data_generator", "config", "history", "train_time_s"}``.
@@ -63,7 +72,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +92,7 @@ __all__ = [
     "predict",
     "make_optimizer",
     "make_learner",
+    "config_learner",
     "compile_learner",
     "init_params",
     "lr_factor",
@@ -100,22 +110,33 @@ __all__ = [
 
 EVAL_SEED = 1234
 #: Defaults that depend on the data's encoding (Adam, cosine schedule; measured on the digits).
-#: ``lr`` per algorithm: the per-step learners (FPTT, FPTT-dual, OTTT_O) update T times per batch,
-#: the per-sequence ones (OTTT_A, SLTT, SLTT-K, BPTT) once. ``clip``: global gradient-norm clipping
-#: (0 = off); the sequential digits need it for BPTT through 64 steps, and train better with
-#: smaller batches (more updates).
-DEFAULTS = {
-    "sequential": {"lr": {"fptt": 1e-3, "fptt-dual": 1e-3, "ottt": 1e-3, "ottt-a": 3e-3, "sltt": 3e-3,
+#: ``lr`` per algorithm: on rate codes the per-step learners (FPTT, FPTT-dual, OTTT_O) update T times
+#: per batch, the per-sequence ones (OTTT_A, SLTT, SLTT-K, BPTT) once. ``clip``: global gradient-norm
+#: clipping (0 = off); the sequential digits need it for BPTT through 64 steps, and train better with
+#: smaller batches (more updates). ``weighting``: the loss weights per algorithm (see the module
+#: docstring). ``fptt``: FPTT / FPTT-dual's form — SpikingJelly's per-step one on rate codes, the
+#: paper's windowed one on sequences (``window`` steps per update, ``reduction``, ``second_forward``).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "sequential": {"lr": {"fptt": 3e-3, "fptt-dual": 3e-3, "ottt": 1e-3, "ottt-a": 3e-3, "sltt": 3e-3,
                           "sltt-k": 3e-3, "bptt": 3e-3},
-                   "alpha": 0.5, "clip": 1.0, "batch_size": 32},
+                   "alpha": 0.1, "clip": 1.0, "batch_size": 32, "predict": "late",
+                   "weighting": {"fptt": "ramp", "fptt-dual": "ramp", "other": "late"},
+                   "fptt": {"window": 8, "reduction": "sum", "second_forward": "pre"}},
     "other": {"lr": {"fptt": 3e-3, "fptt-dual": 3e-3, "ottt": 3e-3, "ottt-a": 1e-2, "sltt": 1e-2,
                      "sltt-k": 1e-2, "bptt": 1e-2},
-              "alpha": 0.1, "clip": 0.0, "batch_size": 64},
+              "alpha": 0.1, "clip": 0.0, "batch_size": 64, "predict": "uniform",
+              "weighting": {"other": "uniform"},
+              "fptt": {"window": 1, "reduction": "mean", "second_forward": "post"}},
 }
+FPTT_ALGOS = ("fptt", "fptt-dual")
+#: Options that only some algorithms take (``Config`` refuses them for the others).
+ONLY_FOR = {"k": ("sltt-k",), "window": FPTT_ALGOS, "reduction": ("fptt",), "second_forward": ("fptt",)}
 DEFAULT_LR = DEFAULTS["other"]["lr"]
 SWEEPABLE = ("lr", "alpha", "tau", "seed")
 OPTIMIZERS = ("adam", "sgd", "adamw")
 WEIGHTINGS = ("uniform", "ramp", "late", "last")
+REDUCTIONS = ("mean", "sum")
+SECOND_FORWARDS = ("post", "pre")
 SCHEDULES = ("cosine", "constant")
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -144,6 +165,10 @@ class Config:
     clip: float | None = None
     schedule: str = "cosine"
     weighting: str | None = None
+    predict: str | None = None
+    window: int | None = None
+    reduction: str | None = None
+    second_forward: str | None = None
     seed: int = 0
     data_seed: int | None = None
     device: str = "cpu"
@@ -189,10 +214,17 @@ class Config:
             raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.weighting is not None and self.weighting not in WEIGHTINGS:
-            raise ValueError(f"--weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
+        for name, choices in (("weighting", WEIGHTINGS), ("predict", WEIGHTINGS), ("reduction", REDUCTIONS),
+                              ("second_forward", SECOND_FORWARDS)):
+            value = getattr(self, name)
+            if value is not None and value not in choices:
+                raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}")
+        for name, algos in ONLY_FOR.items():
+            if getattr(self, name) is not None and self.algo not in algos:
+                raise ValueError(f"--{name.replace('_', '-')} only applies to --algo {' or '.join(algos)}, "
+                                 f"got --algo {self.algo}")
         positive_int("epochs")
-        for name in ("batch_size", "T", "k", "hidden", "limit"):
+        for name in ("batch_size", "T", "k", "hidden", "limit", "window"):
             positive_int(name, allow_none=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"--seed must be an integer >= 0, got {self.seed!r}")
@@ -206,8 +238,6 @@ class Config:
         positive("alpha", allow_none=True)
         positive("beta")
         positive("tau", allow_none=True)
-        if self.k is not None and self.algo != "sltt-k":
-            raise ValueError(f"--k only applies to --algo sltt-k, got --algo {self.algo}")
         try:
             device = torch.device(self.device)
         except RuntimeError:
@@ -228,7 +258,14 @@ class Config:
         c.alpha = defaults["alpha"] if c.alpha is None else c.alpha
         c.clip = defaults["clip"] if c.clip is None else c.clip
         c.batch_size = defaults["batch_size"] if c.batch_size is None else c.batch_size
-        c.weighting = c.weighting or ("late" if ds.encoding == "sequential" else "uniform")
+        c.weighting = c.weighting or defaults["weighting"].get(c.algo, defaults["weighting"]["other"])
+        c.predict = c.predict or defaults["predict"]
+        if c.algo in FPTT_ALGOS:
+            form = defaults["fptt"]
+            c.window = form["window"] if c.window is None else c.window
+            if c.algo == "fptt":
+                c.reduction = c.reduction or form["reduction"]
+                c.second_forward = c.second_forward or form["second_forward"]
         c.data_seed = c.seed if c.data_seed is None else c.data_seed
         c.T = ds.T
         c.tau = models.DEFAULT_TAU[c.model] if c.tau is None else c.tau
@@ -296,13 +333,17 @@ def make_optimizer(name: str, lr: float | torch.Tensor, clip: float | None = Non
 
 def make_learner(algo: str, model: Sequential, optimizer: optim.GradientTransformation, *,
                  alpha: float | torch.Tensor = 0.1, beta: float | torch.Tensor = 0.5, k: int | None = None,
-                 seed: int = 0) -> Any:
+                 seed: int = 0, window: int | None = None, reduction: str | None = None,
+                 second_forward: str | None = None) -> Any:
     """The learner for ``algo`` (``ottt`` is OTTT_O, ``ottt-a`` OTTT_A; ``sltt`` accumulates over the
-    sequence; ``sltt-k`` runs backward at ``k`` random steps)."""
+    sequence; ``sltt-k`` runs backward at ``k`` random steps). ``window``, ``reduction`` and
+    ``second_forward`` are FPTT's options (None: the learner's defaults, SpikingJelly's form)."""
+    fptt_form = {name: value for name, value in (("window", window), ("reduction", reduction),
+                                                 ("second_forward", second_forward)) if value is not None}
     if algo == "fptt":
-        return online.fptt(model, loss_fn, optimizer, alpha=alpha)
+        return online.fptt(model, loss_fn, optimizer, alpha=alpha, **fptt_form)
     if algo == "fptt-dual":
-        return online.fptt_dual(model, loss_fn, optimizer, alpha=alpha, beta=beta)
+        return online.fptt_dual(model, loss_fn, optimizer, alpha=alpha, beta=beta, window=window or 1)
     if algo in ("ottt", "ottt-a"):
         return online.ottt(model, loss_fn, optimizer, online=algo == "ottt")
     if algo == "sltt":
@@ -312,6 +353,14 @@ def make_learner(algo: str, model: Sequential, optimizer: optim.GradientTransfor
     if algo == "bptt":
         return online.bptt(model, loss_fn, optimizer)
     raise ValueError(f"algo must be one of {', '.join(models.ALGOS)}, got {algo!r}")
+
+
+def config_learner(config: Config, model: Sequential, optimizer: optim.GradientTransformation, *,
+                   alpha: float | torch.Tensor, beta: float | torch.Tensor) -> Any:
+    """:func:`make_learner` with the options of a resolved ``config`` (alpha and beta as given: tensors
+    the training loop or a sweep owns)."""
+    return make_learner(config.algo, model, optimizer, alpha=alpha, beta=beta, k=config.k, seed=config.data_seed,
+                        window=config.window, reduction=config.reduction, second_forward=config.second_forward)
 
 
 def compile_learner(learner: Any) -> Any:
@@ -345,13 +394,15 @@ def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
 def run_epoch(learner: Any, carry: Any, batch_iter: Iterable[tuple[torch.Tensor, torch.Tensor]],
               weights: torch.Tensor, num_classes: int, *,
               on_batch: Callable[[torch.Tensor, torch.Tensor, int], None] | None = None,
-              dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
-              ) -> tuple[Any, torch.Tensor, torch.Tensor]:
+              dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+              predict_weights: torch.Tensor | None = None) -> tuple[Any, torch.Tensor, torch.Tensor]:
     """One pass over ``batch_iter``; returns ``(carry, mean loss, accuracy)`` as 0-d tensors.
 
+    ``weights`` [T] weight the loss, ``predict_weights`` [T] the prediction (default: ``weights``).
     Pure in the tensors it returns (works under ``vmap``); ``on_batch(loss_sum, correct, n)`` sees
     the running sums after each batch (for a progress bar).
     """
+    predict_weights = weights if predict_weights is None else predict_weights
     loss_sum: Any = torch.zeros((), dtype=dtype, device=device)
     correct: Any = torch.zeros((), dtype=torch.int64, device=device)
     n = 0
@@ -361,7 +412,7 @@ def run_epoch(learner: Any, carry: Any, batch_iter: Iterable[tuple[torch.Tensor,
         carry, outs = learner.run(carry, x_seq, targets(labels, weights, num_classes))
         b = labels.shape[0]
         loss_sum = loss_sum + outs.loss.mean() * b
-        correct = correct + (predict(outs.y, weights) == labels).sum()
+        correct = correct + (predict(outs.y, predict_weights) == labels).sum()
         n += b
         if on_batch is not None:
             on_batch(loss_sum, correct, n)
@@ -369,11 +420,14 @@ def run_epoch(learner: Any, carry: Any, batch_iter: Iterable[tuple[torch.Tensor,
 
 
 def evaluate(model: Sequential, params: Any, x_seq: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
-             num_classes: int, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean per-step loss and accuracy of ``params`` on encoded ``x_seq`` [T, N, ...] (0-d tensors).
+             num_classes: int, batch_size: int = 1024, predict_weights: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean per-step loss (weighted by ``weights``) and accuracy (prediction weighted by
+    ``predict_weights``, default ``weights``) of ``params`` on encoded ``x_seq`` [T, N, ...] (0-d tensors).
 
     Runs ``model.inference()`` forward from fresh states without gradients.
     """
+    predict_weights = weights if predict_weights is None else predict_weights
     model = model.inference()
     loss_sum: Any = 0.0
     correct: Any = 0
@@ -390,7 +444,7 @@ def evaluate(model: Sequential, params: Any, x_seq: torch.Tensor, labels: torch.
                 ys.append(y_t)
                 losses.append(loss_fn(y_t, tb[t]))
             loss_sum = loss_sum + torch.stack(losses).mean() * lb.shape[0]
-            correct = correct + (predict(torch.stack(ys), weights) == lb).sum()
+            correct = correct + (predict(torch.stack(ys), predict_weights) == lb).sum()
     return loss_sum / n, correct.to(weights.dtype) / n
 
 
@@ -559,7 +613,16 @@ def check_out_dir(out_dir: str) -> None:
         raise ValueError(f"--out {out_dir}: cannot write there ({err.strerror or err})") from None
 
 
-def _setup(config: Config) -> tuple[Config, data.Split, Sequential, torch.Tensor, torch.device]:
+class _Setup(NamedTuple):
+    config: Config
+    split: data.Split
+    model: Sequential
+    weights: torch.Tensor  # of the loss, [T]
+    predict_weights: torch.Tensor  # of the prediction, [T]
+    device: torch.device
+
+
+def _setup(config: Config) -> _Setup:
     config.validate()
     split = data.load(config.data, config.T).limit(config.limit)
     config = config.resolved(split)
@@ -567,7 +630,7 @@ def _setup(config: Config) -> tuple[Config, data.Split, Sequential, torch.Tensor
     model = models.build(config.model, config.algo, split.train.step_shape, split.num_classes,
                          tau=torch.tensor(config.tau, device=device), hidden=config.hidden)
     weights = time_weights(config.weighting, split.train.T, device=device)
-    return config, split, model, weights, device
+    return _Setup(config, split, model, weights, time_weights(config.predict, split.train.T, device=device), device)
 
 
 def _test_set(split: data.Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -622,13 +685,13 @@ def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None
     if resume is not None:
         state = checkpoint.load(os.path.join(resume, CHECKPOINT))
         try:
-            config = Config.from_dict(json.loads(state["config"]))
+            config = _stored_config(json.loads(state["config"]))
         except (KeyError, TypeError, ValueError) as err:
             raise checkpoint.CheckpointError(f"checkpoint in {resume} has no valid run config ({err})") from None
         out_dir = resume if out_dir is None else out_dir
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
-    config, split, model, weights, device = _setup(config)
+    config, split, model, weights, predict_weights, device = _setup(config)
     if out_dir is not None:
         check_out_dir(out_dir)
     if plot and out_dir is not None:
@@ -640,8 +703,7 @@ def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None
     lr = lr0.clone()  # the loop sets lr = lr0 · factor at every epoch; the learner reads this tensor
     alpha = torch.tensor(config.alpha, device=device)
     beta = torch.tensor(config.beta, device=device)
-    learner = make_learner(config.algo, model, make_optimizer(config.optimizer, lr, config.clip), alpha=alpha,
-                           beta=beta, k=config.k, seed=config.data_seed)
+    learner = config_learner(config, model, make_optimizer(config.optimizer, lr, config.clip), alpha=alpha, beta=beta)
     runner = compile_learner(learner) if config.compile else learner
     generator = torch.Generator().manual_seed(config.data_seed)
     x_test, y_test = _test_set(split, device)
@@ -653,6 +715,7 @@ def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None
         start_epoch, history, train_time = 0, [], 0.0
     else:
         carry = _carry_to(state["carry"], device)
+        _check_resumed_params(carry.params, model, split, config, resume)
         generator.set_state(state["data_generator"])
         start_epoch, history, train_time = int(state["epoch"]), list(state["history"]), float(state["train_time_s"])
     num_params = sum(p.numel() for p in tree.leaves(carry.params))
@@ -674,12 +737,13 @@ def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None
         t0 = time.perf_counter()
         carry, train_loss, train_acc = run_epoch(
             runner, carry, data.batches(split.train, config.batch_size, generator), weights, num_classes,
-            on_batch=on_batch, device=device)
+            on_batch=on_batch, device=device, predict_weights=predict_weights)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         elapsed = time.perf_counter() - t0
         train_time += elapsed
-        test_loss, test_acc = evaluate(model, carry.params, x_test, y_test, weights, num_classes)
+        test_loss, test_acc = evaluate(model, carry.params, x_test, y_test, weights, num_classes,
+                                       predict_weights=predict_weights)
         row = {"epoch": epoch + 1, "lr": config.lr * factor, "train_loss": train_loss.item(),
                "train_accuracy": train_acc.item(), "test_loss": test_loss.item(),
                "test_accuracy": test_acc.item(), "time_s": elapsed}
@@ -698,6 +762,33 @@ def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None
             plot_learning_curve(history, os.path.join(out_dir, CURVE),
                                 f"{config.algo} on {split.name} ({config.model})")
     return RunResult(config, carry, metrics, model, history)
+
+
+def _stored_config(stored: dict[str, Any]) -> Config:
+    """The run config of a checkpoint. One written before the options below existed ran FPTT and
+    FPTT-dual per step in SpikingJelly's form and predicted with its loss weights: resume it so."""
+    stored = dict(stored)
+    stored.setdefault("predict", stored.get("weighting"))
+    if stored.get("algo") in FPTT_ALGOS:
+        stored.setdefault("window", 1)
+    if stored.get("algo") == "fptt":
+        stored.setdefault("reduction", "mean")
+        stored.setdefault("second_forward", "post")
+    return Config.from_dict(stored)
+
+
+def _check_resumed_params(params: Any, model: Sequential, split: data.Split, config: Config, resume: str | None
+                          ) -> None:
+    """A checkpoint's params must fit the model its config builds now (a model that changed since,
+    e.g. gained trained time constants, cannot continue the run)."""
+    example = data.encode(split.train.x[:1], split.train.encoding, split.train.T, torch.Generator().manual_seed(0))[0]
+    fresh, _ = init_params(model, config.seed, example, config.model)
+    try:
+        tree.assert_same_structure(fresh, params, f"model {config.model!r}", "the checkpoint's params")
+    except ValueError as err:
+        raise checkpoint.CheckpointError(
+            f"checkpoint in {resume} does not fit model {config.model!r} as purelearn {_version()} builds it "
+            f"({err}); it was written by another version: start a new run") from None
 
 
 def _carry_to(carry: Any, device: torch.device) -> Any:
@@ -771,7 +862,7 @@ def sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None 
     base = dataclasses.replace(config, **{n: (int(v[0]) if n == "seed" else v[0]) for n, v in axes.items()})
     if "seed" in axes and config.data_seed is None:
         base.data_seed = config.seed  # the data order must not follow the swept seed
-    base, split, model, weights, device = _setup(base)
+    base, split, model, weights, predict_weights, device = _setup(base)
     if "tau" in axes and base.model != "alif-rnn" and min(axes["tau"]) <= 1:
         raise ValueError(f"--tau must be > 1 for LIF neurons, got {min(axes['tau'])}")
     if out_dir is not None:
@@ -786,10 +877,18 @@ def sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None 
     k = len(rows)
     example = data.encode(split.train.x[:1], split.train.encoding, split.train.T,
                           torch.Generator().manual_seed(0))[0].to(device)
-    seeds = [int(r["seed"]) if "seed" in r else base.seed for r in rows]
-    inits = {s: init_params(model, s, example, base.model) for s in sorted(set(seeds))}
-    params0 = tree.stack([inits[s][0] for s in seeds])
-    states0 = inits[seeds[0]][1]
+    # initial parameters per row: from its seed, and from its tau where tau is a trained parameter's start
+    tau_is_param = "tau" in axes and models.learns_tau(model)
+    keys = [(int(r["seed"]) if "seed" in r else base.seed, r["tau"] if tau_is_param else None) for r in rows]
+
+    def initial(seed: int, tau: float | None) -> tuple[Any, Any]:
+        net = model if tau is None else models.build(base.model, base.algo, split.train.step_shape,
+                                                     split.num_classes, tau=tau, hidden=base.hidden)
+        return init_params(net, seed, example, base.model)
+
+    inits = {key: initial(*key) for key in dict.fromkeys(keys)}
+    params0 = tree.stack([inits[key][0] for key in keys])
+    states0 = inits[keys[0]][1]
     batched = {n: configs[n].to(device) for n in names if n != "seed"}
     batched["params0"] = tree.map(lambda t: t.to(device), params0)
     plans = _epoch_plans(split, base)
@@ -809,16 +908,17 @@ def sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None 
         beta = torch.tensor(base.beta, device=device)
         net = models.build(base.model, base.algo, split.train.step_shape, split.num_classes, tau=tau,
                            hidden=base.hidden)
-        learner = make_learner(base.algo, net, make_optimizer(base.optimizer, lr, base.clip), alpha=alpha, beta=beta,
-                               k=base.k, seed=base.data_seed)
+        learner = config_learner(base, net, make_optimizer(base.optimizer, lr, base.clip), alpha=alpha, beta=beta)
         carry = learner.init(params0, states0)
         curve_acc, curve_loss, train_loss, train_acc = [], [], None, None
         for epoch, plan in enumerate(plans):
-            learner = make_learner(base.algo, net, make_optimizer(base.optimizer, lr * lr_factor(
-                base.schedule, epoch, base.epochs), base.clip), alpha=alpha, beta=beta, k=base.k, seed=base.data_seed)
+            epoch_lr = lr * lr_factor(base.schedule, epoch, base.epochs)
+            learner = config_learner(base, net, make_optimizer(base.optimizer, epoch_lr, base.clip), alpha=alpha,
+                                     beta=beta)
             carry, train_loss, train_acc = run_epoch(learner, carry, plan, weights, split.num_classes,
-                                                     on_batch=on_batch, device=device)
-            test_loss, test_acc = evaluate(net, carry.params, x_test, y_test, weights, split.num_classes)
+                                                     on_batch=on_batch, device=device, predict_weights=predict_weights)
+            test_loss, test_acc = evaluate(net, carry.params, x_test, y_test, weights, split.num_classes,
+                                           predict_weights=predict_weights)
             curve_acc.append(test_acc)
             curve_loss.append(test_loss)
         return {"params": carry.params, "test_accuracy": torch.stack(curve_acc),
@@ -859,15 +959,17 @@ def sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None 
 # ----------------------------------------------------------------------------- compare
 
 
-def compare(algos: Sequence[str], train_args: list[str], out_dir: str, *, stream: TextIO | None = None,
-            python: str = sys.executable) -> list[dict[str, Any]]:
+def compare(algos: Sequence[str], train_args: list[str] | Callable[[str], list[str]], out_dir: str, *,
+            stream: TextIO | None = None, python: str = sys.executable) -> list[dict[str, Any]]:
     """Run ``purelearn train --algo A <train_args> --out out_dir/A`` for each algorithm, each in a
-    fresh process (so peak memory is per algorithm), and collect their metrics into a table."""
+    fresh process (so peak memory is per algorithm), and collect their metrics into a table.
+    ``train_args`` may be a function of the algorithm (options that only some algorithms take)."""
     check_out_dir(out_dir)
     rows = []
+    args_for = train_args if callable(train_args) else (lambda algo: train_args)
     for algo in algos:
         run_dir = os.path.join(out_dir, algo)
-        cmd = [python, "-m", "purelearn", "train", "--algo", algo, *train_args, "--out", run_dir, "--overwrite"]
+        cmd = [python, "-m", "purelearn", "train", "--algo", algo, *args_for(algo), "--out", run_dir, "--overwrite"]
         if stream is not None:
             stream.write(f"== {algo}: {' '.join(cmd[1:])}\n")
             stream.flush()
@@ -895,6 +997,6 @@ def compare(algos: Sequence[str], train_args: list[str], out_dir: str, *, stream
         w.writeheader()
         w.writerows(rows)
     _write_json(os.path.join(out_dir, "compare.json"),
-                {"date": datetime.datetime.now().isoformat(timespec="seconds"), "train_args": train_args,
-                 "rows": rows})
+                {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+                 "train_args": {algo: args_for(algo) for algo in algos}, "rows": rows})
     return rows

@@ -254,6 +254,8 @@ CLI_CASES: dict[str, tuple[list[str], str]] = {
     "cli-unknown-algo": (["train", "--algo", "nope"], r"argument --algo: invalid choice: 'nope'"),
     "cli-bad-path": (["train", "--data", "/nonexistent/data.pt"], r"--data .* '/nonexistent/data.pt' does not exist"),
     "cli-out-of-range": (["train", "--epochs", "0"], r"argument --epochs: expected an integer >= 1, got '0'"),
+    "cli-option-of-another-algo": (["train", "--algo", "bptt", "--window", "8"],
+                                   r"--window only applies to --algo fptt or fptt-dual, got --algo bptt"),
     "cli-unwritable-out": (["train", "--limit", "40", "--epochs", "1", "--out", "/proc/purelearn-forbidden/x"],
                            r"--out /proc/purelearn-forbidden/x: cannot write there"),
 }

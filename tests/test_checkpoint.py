@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import optree
@@ -161,3 +162,44 @@ def test_unsupported_leaves_are_refused_when_saving(tmp_path):
     with pytest.raises(TypeError, match="cannot store a object"):
         checkpoint.save(tmp_path / "x.pt", {"bad": object()})
     assert not os.listdir(tmp_path)
+
+
+# ----------------------------------------------------------------------------- resuming runs of older versions
+
+TINY_SEQ = dict(data="seq-digits", epochs=2, limit=32, hidden=8, batch_size=16)
+
+
+def _strip_config(path, *keys):
+    """Rewrite a run's checkpoint as an older purelearn wrote it: without the config fields ``keys``."""
+    import json
+
+    state = checkpoint.load(path)
+    config = json.loads(state["config"])
+    for key in keys:
+        del config[key]
+    state["config"] = json.dumps(config)
+    checkpoint.save(path, state)
+
+
+def test_a_checkpoint_from_before_fptt_windows_resumes_per_step_fptt(tmp_path):
+    """Checkpoints written before --window/--reduction/--second-forward/--predict existed ran FPTT per step
+    in SpikingJelly's form, predicting with the loss weights: resuming one continues that run exactly."""
+    old_style = train.Config(algo="fptt", window=1, reduction="mean", second_forward="post", weighting="late",
+                             predict="late", **TINY_SEQ)
+    full = train.fit(old_style)
+    train.fit(dataclasses.replace(old_style, epochs=1), str(tmp_path), plot=False)
+    _strip_config(tmp_path / train.CHECKPOINT, "window", "reduction", "second_forward", "predict")
+    resumed = train.fit(train.Config(), resume=str(tmp_path), plot=False, epochs=2)
+    assert (resumed.config.window, resumed.config.reduction, resumed.config.second_forward,
+            resumed.config.predict) == (1, "mean", "post", "late")
+    _assert_identical(resumed.carry.params, full.carry.params)
+
+
+def test_a_checkpoint_whose_params_do_not_fit_the_model_is_refused_in_one_line(tmp_path):
+    train.fit(train.Config(algo="bptt", **{**TINY_SEQ, "epochs": 1}), str(tmp_path), plot=False)
+    path = tmp_path / train.CHECKPOINT
+    state = checkpoint.load(path)
+    state["carry"].params["1"].pop("neuron")  # as alif-rnn was before its time constants were trained
+    checkpoint.save(path, state)
+    with pytest.raises(checkpoint.CheckpointError, match=r"does not fit model 'alif-rnn'.*start a new run"):
+        train.fit(train.Config(), resume=str(tmp_path), plot=False, epochs=2)

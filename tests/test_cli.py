@@ -21,6 +21,7 @@ pytest.importorskip("matplotlib")
 
 # tiny settings: 64 training samples, T=4, 16 hidden neurons, two batches per epoch
 TINY = ["--limit", "64", "--T", "4", "--hidden", "16", "--batch-size", "32"]
+TINY_SEQUENTIAL = ["--limit", "64", "--hidden", "16", "--batch-size", "32"]  # seq-digits: T = 64 pixels
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -57,11 +58,14 @@ def test_train_runs_end_to_end_and_writes_metrics_plot_and_checkpoint(tmp_path, 
     assert state["epoch"] == 1 and isinstance(state["carry"], train.online.FPTTCarry)
 
 
-@pytest.mark.parametrize("algo", ["fptt", "fptt-dual", "ottt", "sltt-k", "bptt"])
-def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, capsys, algo):
+@pytest.mark.parametrize("algo, data", [("fptt", "digits"), ("fptt-dual", "digits"), ("ottt", "digits"),
+                                        ("sltt-k", "digits"), ("bptt", "digits"), ("fptt", "seq-digits")])
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, capsys, algo, data):
     full, part = tmp_path / "full", tmp_path / "part"
-    assert _run(capsys, "train", "--algo", algo, "--epochs", "2", *TINY, "--out", str(full), "--no-plot")[0] == 0
-    assert _run(capsys, "train", "--algo", algo, "--epochs", "1", *TINY, "--out", str(part), "--no-plot")[0] == 0
+    tiny = TINY if data == "digits" else TINY_SEQUENTIAL
+    run = ["train", "--algo", algo, "--data", data, *tiny, "--no-plot"]  # seq-digits: FPTT in windows of 8
+    assert _run(capsys, *run, "--epochs", "2", "--out", str(full))[0] == 0
+    assert _run(capsys, *run, "--epochs", "1", "--out", str(part))[0] == 0
     code, stdout, stderr = _run(capsys, "train", "--resume", str(part), "--epochs", "2", "--no-plot")
     assert code == 0, stderr
     a, b = checkpoint.load(full / "checkpoint.pt"), checkpoint.load(part / "checkpoint.pt")
@@ -154,9 +158,12 @@ def test_sweep_over_one_axis_draws_a_line_plot(tmp_path, capsys):
 @pytest.mark.slow
 def test_compare_runs_each_algorithm_in_its_own_process(tmp_path, capsys):
     out = tmp_path / "cmp"
-    code, stdout, err = _run(capsys, "compare", "--algos", "fptt,bptt", "--epochs", "1", *TINY,
+    code, stdout, err = _run(capsys, "compare", "--algos", "fptt,bptt", "--epochs", "1", *TINY, "--window", "2",
                              "--out", str(out), "--no-plot")
-    assert code == 0, err
+    assert code == 0, err  # --window is FPTT's: it reaches fptt, and bptt (which refuses it) runs without
+    args = json.loads((out / "compare.json").read_text())["train_args"]
+    assert "--window" in args["fptt"] and "--window" not in args["bptt"]
+    assert json.loads((out / "fptt" / "metrics.json").read_text())["config"]["window"] == 2
     lines = stdout.splitlines()
     assert lines[0].split()[:3] == ["algo", "model", "test"]
     assert any(line.startswith("fptt ") for line in lines) and any(line.startswith("bptt ") for line in lines)

@@ -80,6 +80,14 @@ def test_alif_rnn_is_a_recurrent_alif_layer_and_refuses_ottt():
     model = models.build("alif-rnn", "fptt", (1,), 10)
     rec = model.layers[1]
     assert isinstance(rec, nn.Recurrent) and isinstance(rec.neuron, neurons.ALIF) and rec.out_features == 128
+    assert rec.neuron.learn_tau and rec.neuron.surrogate.alpha == models.ALIF_SURROGATE_ALPHA
+    params, _ = models.init("alif-rnn", model, torch.Generator().manual_seed(0), torch.zeros(2, 1))
+    assert torch.equal(params["1"]["neuron"]["tau_m"], torch.full((128,), models.DEFAULT_TAU["alif-rnn"]))
+    plain, _ = model.init(torch.Generator().manual_seed(0), torch.zeros(2, 1))
+    gains = params["1"]["rc"]["weight"] / plain["1"]["rc"]["weight"]
+    assert torch.allclose(gains[:, 0], torch.tensor(models.INIT_GAIN["alif-rnn"][0]))
+    assert torch.allclose(gains[:, 1:], torch.tensor(models.INIT_GAIN["alif-rnn"][1]))
+    assert models.learns_tau(model) and not models.learns_tau(models.build("alif-rnn", "sltt", (1,), 10))
     assert isinstance(models.build("alif-rnn", "sltt", (1,), 10).layers[1].neuron, neurons.SLTTLIF)
     with pytest.raises(ValueError, match="OTTT has no recurrent form"):
         models.build("alif-rnn", "ottt", (1,), 10)
@@ -136,6 +144,69 @@ def test_evaluate_matches_a_hand_written_forward_pass():
     assert acc.item() == pytest.approx(result.metrics["test_accuracy"])
 
 
+def test_prediction_weights_are_separate_from_the_loss_weights():
+    result = train.fit(train.Config(algo="bptt", **TINY))
+    from purelearn import data
+
+    split = data.load("digits", T=4).limit(64)
+    x = data.encode(split.test.x, "rate", 4, torch.Generator().manual_seed(train.EVAL_SEED))
+    uniform, last = train.time_weights("uniform", 4), train.time_weights("last", 4)
+    loss_u, acc_u = train.evaluate(result.model, result.carry.params, x, split.test.y, uniform, 10)
+    loss_l, acc_l = train.evaluate(result.model, result.carry.params, x, split.test.y, uniform, 10,
+                                   predict_weights=last)
+    assert torch.equal(loss_u, loss_l)  # the loss keeps its weights
+    states, y_t = result.model.init_states(x[0]), None
+    for t in range(4):
+        y_t, states = result.model.apply(result.carry.params, states, x[t])
+    assert acc_l.item() == (y_t.argmax(-1) == split.test.y).float().mean().item()
+
+
+@pytest.mark.parametrize("data_name, algo, expected", [
+    ("seq-digits", "fptt", dict(weighting="ramp", predict="late", window=8, reduction="sum", second_forward="pre",
+                                alpha=0.1, lr=3e-3)),
+    ("seq-digits", "fptt-dual", dict(weighting="ramp", predict="late", window=8, reduction=None,
+                                     second_forward=None)),
+    ("seq-digits", "bptt", dict(weighting="late", predict="late", window=None, reduction=None)),
+    ("seq-digits", "sltt", dict(weighting="late", predict="late", window=None)),
+    ("digits", "fptt", dict(weighting="uniform", predict="uniform", window=1, reduction="mean",
+                            second_forward="post")),
+    ("digits", "bptt", dict(weighting="uniform", predict="uniform", window=None)),
+])
+def test_defaults_follow_the_data_and_the_algorithm(data_name, algo, expected):
+    from purelearn import data
+
+    split = data.load(data_name)
+    config = train.Config(algo=algo, data=data_name).resolved(split)
+    assert {k: getattr(config, k) for k in expected} == expected
+
+
+def test_explicit_options_override_the_defaults_and_reach_the_learner():
+    from purelearn import data
+
+    config = train.Config(algo="fptt", data="seq-digits", window=4, weighting="late", predict="last",
+                          reduction="mean", second_forward="post").resolved(data.load("seq-digits"))
+    assert (config.window, config.weighting, config.predict, config.reduction, config.second_forward) == (
+        4, "late", "last", "mean", "post")
+    model = models.build("alif-rnn", "fptt", (1,), 10)
+    learner = train.config_learner(config, model, train.make_optimizer("adam", 1e-3), alpha=0.1, beta=0.5)
+    assert (learner.window, learner.reduction, learner.second_forward) == (4, "mean", "post")
+    dual = train.config_learner(dataclasses.replace(config, algo="fptt-dual", reduction=None, second_forward=None),
+                                model, train.make_optimizer("adam", 1e-3), alpha=0.1, beta=0.5)
+    assert dual.window == 4
+
+
+@pytest.mark.parametrize("option, value, algo, allowed", [
+    ("window", 4, "bptt", "fptt or fptt-dual"),
+    ("reduction", "sum", "fptt-dual", "fptt"),
+    ("second_forward", "pre", "sltt", "fptt"),
+    ("k", 2, "fptt", "sltt-k"),
+])
+def test_options_of_some_algorithms_are_refused_for_the_others(option, value, algo, allowed):
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(ValueError, match=rf"{flag} only applies to --algo {allowed}, got --algo {algo}$"):
+        train.Config(algo=algo, **{option: value}).validate()
+
+
 def test_the_learning_rate_schedule_reaches_the_optimizer():
     cosine = train.fit(train.Config(algo="bptt", **{**TINY, "epochs": 2}))
     constant = train.fit(train.Config(algo="bptt", schedule="constant", **{**TINY, "epochs": 2}))
@@ -163,6 +234,17 @@ def test_sweep_over_seeds_and_tau_equals_fitting_each_config(tmp_path):
         assert abs(row["test_loss"] - single.metrics["test_loss"]) <= 1e-5
     # the initial parameters follow the seed: different seeds end in different places
     assert not torch.allclose(result["params"]["1"]["weight"][0], result["params"]["1"]["weight"][2])
+
+
+def test_sweep_over_tau_of_a_trained_time_constant_starts_each_row_from_its_tau():
+    """In alif-rnn tau is the initial value of ALIF's trained tau_m: each row starts from its own."""
+    base = train.Config(algo="bptt", data="seq-digits", epochs=1, limit=32, hidden=8, batch_size=16)
+    result = train.sweep_fit(base, {"tau": [3.0, 8.0]}, None)
+    for i, row in enumerate(result["rows"]):
+        single = train.fit(dataclasses.replace(base, tau=row["tau"], data_seed=0))
+        swept = tree.map(lambda a, i=i: a[i], result["params"])
+        assert tree.max_abs_diff(swept, single.carry.params) == 0
+        assert torch.allclose(swept["1"]["neuron"]["tau_m"], torch.full((8,), row["tau"]), atol=0.05)
 
 
 def test_sweep_refuses_unknown_axes_and_compile():
