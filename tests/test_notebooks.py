@@ -31,7 +31,8 @@ KERNEL = "purelearn-tests"
 KEY_OUTPUTS = {
     "01_quickstart.ipynb": ["inputs unchanged: True", "same inputs, same outputs: True", "identical numbers: True",
                             "after write-back, max |torch - purelearn|"],
-    "02_online_vs_offline.ipynb": ["online learners flat: True | BPTT grows with T: True"],
+    "02_online_vs_offline.ipynb": ["online learners flat: True | BPTT grows with T: True",
+                                   "FPTT flat in T (per step and in windows): True | BPTT grows with T: True"],
     "03_sweeps.ipynb": ["vmapped rows equal single runs: True", "36 configurations in one vmapped run"],
 }
 #: How many figures each notebook shows.
