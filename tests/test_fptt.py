@@ -237,8 +237,8 @@ def test_window_step_refuses_a_window_longer_than_the_learner_s():
     carry = learner.init(params, states)
     with pytest.raises(ValueError, match=r"`x_win` has 5 time steps.*window is 4"):
         learner.step(carry, x, torch.rand(5, 2, 3))
-    with pytest.raises(ValueError, match=r"`x_win` must be time-major"):
-        learner.step(carry, x[0, 0], torch.rand(3))
+    with pytest.raises(ValueError, match=r"`x_win` must be a window \[L, N, features...\].*got shape \(2, 6\)"):
+        learner.step(carry, x[0], torch.rand(2, 3))  # one step [N, features], not a window
 
 
 @pytest.mark.parametrize("option", [{"reduction": "sum"}, {"second_forward": "pre"}])

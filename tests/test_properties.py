@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from purelearn import neurons, nn, online, optim, sweep, tree
 
-LEARNERS = ("fptt", "fptt_dual", "ottt_o", "ottt_a", "sltt", "sltt_k", "bptt")
+LEARNERS = ("fptt", "fptt_dual", "ottt_o", "ottt_a", "sltt", "sltt_k", "bptt", "fptt_window", "fptt_dual_window")
+WINDOW = 2  # the *_window learners update once per 2 steps; their step takes a window [L <= 2, N, ...]
 NEURON_FOR = {"ottt_o": neurons.OTTTLIF, "ottt_a": neurons.OTTTLIF, "sltt": neurons.SLTTLIF,
               "sltt_k": neurons.SLTTLIF}
 
@@ -34,6 +35,8 @@ def build(name: str, n_in: int, hidden: int, n_out: int, tau: float | torch.Tens
     learner = {
         "fptt": lambda: online.fptt(model, F.mse_loss, opt, alpha=alpha),
         "fptt_dual": lambda: online.fptt_dual(model, F.mse_loss, opt, alpha=alpha),
+        "fptt_window": lambda: online.fptt(model, F.mse_loss, opt, alpha=alpha, window=WINDOW),
+        "fptt_dual_window": lambda: online.fptt_dual(model, F.mse_loss, opt, alpha=alpha, window=WINDOW),
         "ottt_o": lambda: online.ottt(model, F.mse_loss, opt, online=True),
         "ottt_a": lambda: online.ottt(model, F.mse_loss, opt, online=False),
         "sltt": lambda: online.sltt(model, F.mse_loss, opt),
@@ -92,9 +95,10 @@ def test_step_is_pure(name: str, s: dict) -> None:
     model, learner = build(name, s["n_in"], s["hidden"], s["n_out"])
     x, y = data(s)
     carry = learner.init(*model.init(torch.Generator().manual_seed(s["seed"]), x[0]))
-    carry, _ = learner.step(carry, x[0], y[0])           # full-shaped states from here on
+    first, last = (slice(0, 1), slice(-1, None)) if name.endswith("_window") else (0, -1)  # windows of 1 step
+    carry, _ = learner.step(carry, x[first], y[first])   # full-shaped states from here on
     before = snapshot(carry, x, y)
-    learner.step(carry, x[-1], y[-1], last=True)
+    learner.step(carry, x[last], y[last], last=True)
     assert_unchanged(before, carry, x, y)
 
 

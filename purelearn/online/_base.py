@@ -204,7 +204,15 @@ def check_window(owner: str, window: Any) -> None:
 
 
 def check_window_inputs(owner: str, window: int, x_win: Any, y_win: Any) -> None:
-    """A window step's ``x_win`` [L, N, ...] and ``y_win`` [L, N, ...] with 1 <= L <= ``window``."""
+    """A window step's ``x_win`` [L, N, features...] and ``y_win`` [L, N, ...] with 1 <= L <= ``window``.
+
+    Three or more dimensions: a single step [N, features...] given by mistake would otherwise read as
+    a window of N steps without a batch axis."""
+    if isinstance(x_win, torch.Tensor) and x_win.dim() < 3:
+        raise ValueError(
+            f"{owner}: `x_win` must be a window [L, N, features...] (3 or more dimensions), got shape "
+            f"{tuple(x_win.shape)}; a learner with window={window} takes windows of steps, not single steps"
+        )
     L = check_sequence(owner, x_win, y_win, names=("x_win", "y_win"))
     if L > window:
         raise ValueError(
