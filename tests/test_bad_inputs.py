@@ -56,8 +56,9 @@ def _carry_with(**fields):
 
 
 def _window_step(window: int, steps: int) -> None:
+    """``learner.step`` of FPTT with ``window`` on the first ``steps`` steps (0: the first step itself, [N, F])."""
     _, learner, carry, x, y = _setup(lambda m: online.fptt(m, F.mse_loss, optim.sgd(lr=0.1), window=window))
-    learner.step(carry, x[:steps], y[:steps])
+    learner.step(carry, x[:steps] if steps else x[0], y[:steps] if steps else y[0])
 
 
 def _sltt_k_run(k: int, T: int) -> None:
@@ -119,6 +120,9 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
                            r"fptt: `alpha` must be > 0, got 0.0"),
     "window-not-positive": (lambda: online.fptt(_model(), F.mse_loss, optim.sgd(lr=0.1), window=0), ValueError,
                             r"fptt: `window` must be >= 1 \(time steps per update\), got 0"),
+    "window-step-single-step": (lambda: _window_step(window=4, steps=0), ValueError,
+                                r"`x_win` must be a window \[L, N, features...\] \(3 or more dimensions\), got shape "
+                                r"\(2, 3\)"),
     "window-step-too-long": (lambda: _window_step(window=4, steps=5), ValueError,
                              r"fptt.step: `x_win` has 5 time steps \(shape \(5, 2, 3\)\) but the learner's "
                              r"window is 4"),
