@@ -222,6 +222,14 @@ def check_window_inputs(owner: str, window: int, x_win: Any, y_win: Any) -> None
     check_step_inputs(owner, x_win[0], y_win[0])
 
 
+def check_update_inputs(owner: str, window: int, x: Any, y: Any) -> None:
+    """The inputs of one update: a step ``x_t`` [N, ...] (``window`` 1) or a window [L, N, ...]."""
+    if window == 1:
+        check_step_inputs(owner, x, y)
+    else:
+        check_window_inputs(owner, window, x, y)
+
+
 def step_objective(model: Sequential, loss_fn: LossFn, states: Any, x: torch.Tensor, y: torch.Tensor,
                    window: int) -> Callable[[Any], tuple[torch.Tensor, Any]]:
     """``params -> (loss, (loss, y_hat, states))``: one step's loss (``window`` 1, ``x`` [N, ...]) or a

@@ -58,9 +58,8 @@ from ._base import (
     check_like_params,
     check_model,
     check_positive,
-    check_step_inputs,
+    check_update_inputs,
     check_window,
-    check_window_inputs,
     grad_with_aux,
     plain_autograd_applies,
     run_sequence,
@@ -130,10 +129,7 @@ class FPTT:
              ) -> tuple[FPTTCarry, StepOutput]:
         """One FPTT update on ``x_t`` [N, ...], ``y_t`` [N, ...] — or, with ``window`` > 1, on a window
         ``x_t`` [L, N, ...], ``y_t`` [L, N, ...] (outputs [L, ...]); ``last=True`` skips the w_ra update."""
-        if self.window == 1:
-            check_step_inputs("fptt.step", x_t, y_t)
-        else:
-            check_window_inputs("fptt.step", self.window, x_t, y_t)
+        check_update_inputs("fptt.step", self.window, x_t, y_t)
         check_like_params("fptt.step", "carry.w_ra", carry.w_ra, carry.params)
         check_like_params("fptt.step", "carry.grad_last", carry.grad_last, carry.params)
         alpha, reduction = self.alpha, self.reduction

@@ -44,9 +44,8 @@ from ._base import (
     check_like_params,
     check_model,
     check_positive,
-    check_step_inputs,
+    check_update_inputs,
     check_window,
-    check_window_inputs,
     grad_with_aux,
     plain_autograd_applies,
     run_sequence,
@@ -135,10 +134,7 @@ class FPTTDual:
              ) -> tuple[FPTTDualCarry, StepOutput]:
         """One update on ``x_t`` [N, ...] — or, with ``window`` > 1, on a window ``x_t`` [L, N, ...]
         (outputs [L, ...]). ``last`` changes nothing here: the dual form has no end-of-sequence work."""
-        if self.window == 1:
-            check_step_inputs("fptt_dual.step", x_t, y_t)
-        else:
-            check_window_inputs("fptt_dual.step", self.window, x_t, y_t)
+        check_update_inputs("fptt_dual.step", self.window, x_t, y_t)
         check_like_params("fptt_dual.step", "carry.w_bar", carry.w_bar, carry.params)
         check_like_params("fptt_dual.step", "carry.lam", carry.lam, carry.params)
 
