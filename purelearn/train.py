@@ -707,15 +707,14 @@ def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None
     runner = compile_learner(learner) if config.compile else learner
     generator = torch.Generator().manual_seed(config.data_seed)
     x_test, y_test = _test_set(split, device)
+    example = _example_step(split, device)
     if state is None:
-        example = data.encode(split.train.x[:1], split.train.encoding, split.train.T,
-                              torch.Generator().manual_seed(0))[0].to(device)
         params, states = init_params(model, config.seed, example, config.model)
         carry = learner.init(params, states)
         start_epoch, history, train_time = 0, [], 0.0
     else:
         carry = _carry_to(state["carry"], device)
-        _check_resumed_params(carry.params, model, split, config, resume)
+        _check_resumed_params(carry.params, model, example, config, resume)
         generator.set_state(state["data_generator"])
         start_epoch, history, train_time = int(state["epoch"]), list(state["history"]), float(state["train_time_s"])
     num_params = sum(p.numel() for p in tree.leaves(carry.params))
@@ -777,11 +776,16 @@ def _stored_config(stored: dict[str, Any]) -> Config:
     return Config.from_dict(stored)
 
 
-def _check_resumed_params(params: Any, model: Sequential, split: data.Split, config: Config, resume: str | None
-                          ) -> None:
+def _example_step(split: data.Split, device: torch.device) -> torch.Tensor:
+    """One encoded step of one training sample, [1, ...]: what models are initialised from."""
+    return data.encode(split.train.x[:1], split.train.encoding, split.train.T,
+                       torch.Generator().manual_seed(0))[0].to(device)
+
+
+def _check_resumed_params(params: Any, model: Sequential, example: torch.Tensor, config: Config,
+                          resume: str | None) -> None:
     """A checkpoint's params must fit the model its config builds now (a model that changed since,
     e.g. gained trained time constants, cannot continue the run)."""
-    example = data.encode(split.train.x[:1], split.train.encoding, split.train.T, torch.Generator().manual_seed(0))[0]
     fresh, _ = init_params(model, config.seed, example, config.model)
     try:
         tree.assert_same_structure(fresh, params, f"model {config.model!r}", "the checkpoint's params")
@@ -875,8 +879,7 @@ def sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None 
     for row, combo in zip(rows, itertools.product(*axes.values()), strict=True):
         row.update(zip(names, combo, strict=True))  # the values as given, not their float32 roundings
     k = len(rows)
-    example = data.encode(split.train.x[:1], split.train.encoding, split.train.T,
-                          torch.Generator().manual_seed(0))[0].to(device)
+    example = _example_step(split, device)
     # initial parameters per row: from its seed, and from its tau where tau is a trained parameter's start
     tau_is_param = "tau" in axes and models.learns_tau(model)
     keys = [(int(r["seed"]) if "seed" in r else base.seed, r["tau"] if tau_is_param else None) for r in rows]
