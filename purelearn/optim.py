@@ -36,6 +36,25 @@ Example::
     >>> updates, state = opt.update(grads, state, params)
     >>> optim.apply_updates(params, updates)["w"]
     tensor([ 0.9400, -2.0800])
+
+Any hyperparameter may also be a **schedule** (optax's convention): a callable ``f(count) -> value``
+of the number of updates already applied, the ``count`` in the optimizer's state, so the first update
+uses ``f(0)`` (as ``LambdaLR``). The schedule's position lives in the state, not in a tensor mutated
+from outside; :mod:`purelearn.schedules` builds schedules from torch operations on ``count``, which
+vmap and compile into one graph for every count. Its values are checked as a number or tensor given
+directly would be (it is called once at count 0 when the optimizer is built); like a tensor, it keeps
+the ``momentum`` and ``weight_decay`` terms. A scheduled ``max_norm`` gives
+:func:`clip_by_global_norm` the state :class:`ClipState` ``(count,)``::
+
+    >>> from purelearn import schedules
+    >>> opt = optim.sgd(lr=schedules.linear(0.1, 0.0, transition_steps=2))   # lr 0.1, 0.05, 0, 0, ...
+    >>> params = {"w": torch.zeros(1)}
+    >>> state = opt.init(params)
+    >>> for _ in range(3):
+    ...     updates, state = opt.update({"w": torch.ones(1)}, state, params)
+    ...     params = optim.apply_updates(params, updates)
+    >>> params["w"], state.count
+    (tensor([-0.1500]), tensor(3))
 """
 
 from __future__ import annotations
@@ -48,12 +67,15 @@ import optree
 import torch
 
 from purelearn import tree
+from purelearn.schedules import Schedule
 from purelearn.tree import PyTree
 
 __all__ = [
     "HyperParam",
+    "Schedule",
     "GradientTransformation",
     "EmptyState",
+    "ClipState",
     "SGDState",
     "AdamState",
     "AdamaxState",
@@ -92,6 +114,16 @@ class GradientTransformation(NamedTuple):
 
 class EmptyState(NamedTuple):
     """The state of a stateless transformation (it flattens to no leaves)."""
+
+
+class ClipState(NamedTuple):
+    """State of :func:`clip_by_global_norm` when ``max_norm`` is a schedule.
+
+    Fields:
+        count: number of updates done so far, an ``int64`` 0-d tensor (the schedule's argument).
+    """
+
+    count: torch.Tensor
 
 
 class SGDState(NamedTuple):
@@ -142,7 +174,36 @@ class AdamaxState(NamedTuple):
 # --------------------------------------------------------------------------------------------------
 
 
-def _hyper(
+def _hyper(owner: str, name: str, value: Any, **bounds: Any) -> HyperParam | Schedule:
+    """Check a hyperparameter: a number or tensor (see :func:`_value`) or a schedule.
+
+    A schedule (any callable that is not a tensor) is evaluated at count 0 to check what it returns
+    and wrapped so that each of its values is checked the same way (under the name ``name(count)``).
+    """
+    if not callable(value) or isinstance(value, torch.Tensor):
+        return _value(owner, name, value, **bounds)
+    at_name = f"{name}(count)"
+
+    def scheduled(count: torch.Tensor) -> HyperParam:
+        return _value(owner, at_name, value(count), **bounds)
+
+    try:
+        first = value(torch.zeros((), dtype=torch.int64))
+    except TypeError as err:
+        raise TypeError(
+            f"{owner}: `{name}` is callable, so it must be a schedule f(count) -> value; "
+            f"at count 0 it raised: {err}"
+        ) from err
+    _value(owner, at_name, first, **bounds)
+    return scheduled
+
+
+def _at(hypers: tuple[HyperParam | Schedule, ...], count: torch.Tensor) -> tuple[HyperParam, ...]:
+    """The hyperparameters' values at ``count``: schedules evaluated, numbers and tensors as they are."""
+    return tuple(h(count) if callable(h) else h for h in hypers)
+
+
+def _value(
     owner: str,
     name: str,
     value: Any,
@@ -151,7 +212,7 @@ def _hyper(
     low_open: bool = False,
     high: float | None = None,
 ) -> HyperParam:
-    """Check a hyperparameter: a Python number in range (returned as float) or a one-element tensor.
+    """Check a hyperparameter value: a Python number in range (returned as float) or a one-element tensor.
 
     The allowed range is ``[low, high)`` (``(low, high)`` with ``low_open``); ``None`` means no
     bound. Tensors are only reshaped to 0-d: their values may be batched and are not checked.
@@ -165,7 +226,8 @@ def _hyper(
         return value.reshape(())
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
-            f"{owner}: `{name}` must be a Python number or a torch.Tensor, got {type(value).__name__}"
+            f"{owner}: `{name}` must be a Python number or a torch.Tensor (or a schedule f(count)), "
+            f"got {type(value).__name__}"
         )
     number = float(value)
     ok = low is None or (number > low if low_open else number >= low)
@@ -195,9 +257,9 @@ def _betas(owner: str, betas: Any) -> tuple[HyperParam, HyperParam]:
     )
 
 
-def _is_zero(h: HyperParam) -> bool:
-    """True for the Python number 0 (never for a tensor, whose value may be batched)."""
-    return not isinstance(h, torch.Tensor) and h == 0
+def _is_zero(h: HyperParam | Schedule) -> bool:
+    """True for the Python number 0 (never for a tensor, whose value may be batched, nor a schedule)."""
+    return isinstance(h, float) and h == 0
 
 
 def _like(h: HyperParam, x: torch.Tensor) -> HyperParam:
@@ -286,11 +348,11 @@ def _map_leaves(fn: Callable[..., tuple[Any, ...]], width: int, grads: PyTree, *
 
 
 def sgd(
-    lr: HyperParam,
-    momentum: HyperParam = 0.0,
-    dampening: HyperParam = 0.0,
+    lr: HyperParam | Schedule,
+    momentum: HyperParam | Schedule = 0.0,
+    dampening: HyperParam | Schedule = 0.0,
     nesterov: bool = False,
-    weight_decay: HyperParam = 0.0,
+    weight_decay: HyperParam | Schedule = 0.0,
     maximize: bool = False,
 ) -> GradientTransformation:
     r"""Stochastic gradient descent with momentum, as ``torch.optim.SGD``.
@@ -325,13 +387,14 @@ def sgd(
     weight_decay = _hyper(owner, "weight_decay", weight_decay)
     nesterov = _flag(owner, "nesterov", nesterov)
     maximize = _flag(owner, "maximize", maximize)
-    if nesterov and (_is_zero(momentum) or not (isinstance(dampening, torch.Tensor) or dampening == 0)):
+    if nesterov and (_is_zero(momentum) or (isinstance(dampening, float) and dampening != 0)):
         raise ValueError(
             f"{owner}: `nesterov=True` requires `momentum` > 0 and `dampening` == 0, "
             f"got momentum={momentum!r}, dampening={dampening!r}"
         )
     use_momentum = not _is_zero(momentum)
     use_decay = not _is_zero(weight_decay)
+    hypers = (lr, momentum, dampening, weight_decay)
 
     def init(params: PyTree) -> SGDState:
         buf = tree.zeros_like(params) if use_momentum else ()
@@ -348,6 +411,7 @@ def sgd(
             needs_params=use_decay,
         )
         first = state.count == 0
+        lr, momentum, dampening, weight_decay = _at(hypers, state.count)
 
         def step(
             g: torch.Tensor, p: torch.Tensor | None, b: torch.Tensor | None
@@ -374,10 +438,10 @@ def sgd(
 
 def _adam(
     owner: str,
-    lr: HyperParam,
-    betas: tuple[HyperParam, HyperParam],
-    eps: HyperParam,
-    weight_decay: HyperParam,
+    lr: HyperParam | Schedule,
+    betas: tuple[HyperParam | Schedule, HyperParam | Schedule],
+    eps: HyperParam | Schedule,
+    weight_decay: HyperParam | Schedule,
     amsgrad: bool,
     maximize: bool,
     decoupled: bool,
@@ -390,8 +454,7 @@ def _adam(
     amsgrad = _flag(owner, "amsgrad", amsgrad)
     maximize = _flag(owner, "maximize", maximize)
     use_decay = not _is_zero(weight_decay)
-    # AdamW's multiplicative decay 1 - lr * wd, computed in double for numbers like torch.
-    decay_factor = 1 - lr * weight_decay
+    hypers = (lr, beta1, beta2, eps, weight_decay)
 
     def init(params: PyTree) -> AdamState:
         return AdamState(
@@ -404,6 +467,9 @@ def _adam(
     def update(grads: PyTree, state: AdamState, params: PyTree | None = None) -> tuple[PyTree, AdamState]:
         _check_state(owner, state, AdamState)
         _check_inputs(owner, grads, params, "state.mu", state.mu, needs_params=use_decay)
+        lr, beta1, beta2, eps, weight_decay = _at(hypers, state.count)
+        # AdamW's multiplicative decay 1 - lr * wd, computed in double for numbers like torch.
+        decay_factor = 1 - lr * weight_decay
         count = state.count + 1
         t = count.to(_wide_float(count.device))
         bias_correction1 = 1 - beta1**t
@@ -443,10 +509,10 @@ def _adam(
 
 
 def adam(
-    lr: HyperParam = 1e-3,
-    betas: tuple[HyperParam, HyperParam] = (0.9, 0.999),
-    eps: HyperParam = 1e-8,
-    weight_decay: HyperParam = 0.0,
+    lr: HyperParam | Schedule = 1e-3,
+    betas: tuple[HyperParam | Schedule, HyperParam | Schedule] = (0.9, 0.999),
+    eps: HyperParam | Schedule = 1e-8,
+    weight_decay: HyperParam | Schedule = 0.0,
     amsgrad: bool = False,
     maximize: bool = False,
 ) -> GradientTransformation:
@@ -481,10 +547,10 @@ def adam(
 
 
 def adamw(
-    lr: HyperParam = 1e-3,
-    betas: tuple[HyperParam, HyperParam] = (0.9, 0.999),
-    eps: HyperParam = 1e-8,
-    weight_decay: HyperParam = 1e-2,
+    lr: HyperParam | Schedule = 1e-3,
+    betas: tuple[HyperParam | Schedule, HyperParam | Schedule] = (0.9, 0.999),
+    eps: HyperParam | Schedule = 1e-8,
+    weight_decay: HyperParam | Schedule = 1e-2,
     amsgrad: bool = False,
     maximize: bool = False,
 ) -> GradientTransformation:
@@ -514,10 +580,10 @@ def adamw(
 
 
 def adamax(
-    lr: HyperParam = 2e-3,
-    betas: tuple[HyperParam, HyperParam] = (0.9, 0.999),
-    eps: HyperParam = 1e-8,
-    weight_decay: HyperParam = 0.0,
+    lr: HyperParam | Schedule = 2e-3,
+    betas: tuple[HyperParam | Schedule, HyperParam | Schedule] = (0.9, 0.999),
+    eps: HyperParam | Schedule = 1e-8,
+    weight_decay: HyperParam | Schedule = 0.0,
     maximize: bool = False,
 ) -> GradientTransformation:
     r"""Adamax, the infinity-norm variant of Adam (Kingma & Ba, 2015, sec. 7), as ``torch.optim.Adamax``.
@@ -548,6 +614,7 @@ def adamax(
     weight_decay = _hyper(owner, "weight_decay", weight_decay)
     maximize = _flag(owner, "maximize", maximize)
     use_decay = not _is_zero(weight_decay)
+    hypers = (lr, beta1, beta2, eps, weight_decay)
 
     def init(params: PyTree) -> AdamaxState:
         return AdamaxState(count=_new_count(params), mu=tree.zeros_like(params), u=tree.zeros_like(params))
@@ -555,6 +622,7 @@ def adamax(
     def update(grads: PyTree, state: AdamaxState, params: PyTree | None = None) -> tuple[PyTree, AdamaxState]:
         _check_state(owner, state, AdamaxState)
         _check_inputs(owner, grads, params, "state.mu", state.mu, needs_params=use_decay)
+        lr, beta1, beta2, eps, weight_decay = _at(hypers, state.count)
         count = state.count + 1
         t = count.to(_wide_float(count.device))
         clr = lr / (1 - beta1**t)
@@ -581,7 +649,7 @@ def adamax(
 # --------------------------------------------------------------------------------------------------
 
 
-def clip_by_global_norm(max_norm: HyperParam) -> GradientTransformation:
+def clip_by_global_norm(max_norm: HyperParam | Schedule) -> GradientTransformation:
     r"""Rescale the gradients so that their global L2 norm is at most ``max_norm``.
 
     As ``torch.nn.utils.clip_grad_norm_``::
@@ -591,7 +659,7 @@ def clip_by_global_norm(max_norm: HyperParam) -> GradientTransformation:
         update_i   = clip_coef * g_i
 
     The coefficient is always applied (no branching on its value), so this works under ``vmap``.
-    State: :class:`EmptyState`.
+    State: :class:`EmptyState`, or :class:`ClipState` ``(count,)`` when ``max_norm`` is a schedule.
 
     Example::
 
@@ -600,20 +668,27 @@ def clip_by_global_norm(max_norm: HyperParam) -> GradientTransformation:
         >>> updates["w"]
         tensor([0.6000, 0.8000])
     """
-    max_norm = _hyper("clip_by_global_norm", "max_norm", max_norm, low_open=True)
+    owner = "clip_by_global_norm"
+    max_norm = _hyper(owner, "max_norm", max_norm, low_open=True)
+    scheduled = callable(max_norm)
+    state_type = ClipState if scheduled else EmptyState
 
-    def init(params: PyTree) -> EmptyState:
-        return EmptyState()
+    def init(params: PyTree) -> EmptyState | ClipState:
+        return ClipState(count=_new_count(params)) if scheduled else EmptyState()
 
-    def update(grads: PyTree, state: EmptyState, params: PyTree | None = None) -> tuple[PyTree, EmptyState]:
-        _check_state("clip_by_global_norm", state, EmptyState)
+    def update(
+        grads: PyTree, state: EmptyState | ClipState, params: PyTree | None = None
+    ) -> tuple[PyTree, EmptyState | ClipState]:
+        _check_state(owner, state, state_type)
         if params is not None:
-            _check_trees("clip_by_global_norm", "grads", grads, "params", params)
+            _check_trees(owner, "grads", grads, "params", params)
+        new_state = ClipState(count=state.count + 1) if scheduled else state
         if not tree.leaves(grads):
-            return grads, state
+            return grads, new_state
+        limit = max_norm(state.count) if scheduled else max_norm
         total_norm = tree.global_norm(grads)
-        clip_coef = torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)
-        return tree.map(lambda g: g * clip_coef.to(dtype=g.dtype, device=g.device), grads), state
+        clip_coef = torch.clamp(limit / (total_norm + 1e-6), max=1.0)
+        return tree.map(lambda g: g * clip_coef.to(dtype=g.dtype, device=g.device), grads), new_state
 
     return GradientTransformation(init, update)
 
