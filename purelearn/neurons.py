@@ -16,10 +16,11 @@ Every neuron charges, fires and resets (SpikingJelly's equations)::
              V = H − S·V_th                         (soft, v_reset=None)
 
 Layer objects (``IF``, ``LIF``, ``OTTTLIF``, ``SLTTLIF``, ``ALIF``) are frozen dataclasses of
-hyperparameters with the layer protocol ``init / init_state / apply`` that :mod:`purelearn.nn`
-composes. States are named tuples; a fresh state is *batch-agnostic*: 0-d tensors that broadcast
-to the first input (SpikingJelly keeps a scalar ``0.`` until the first step too), so consecutive
-sequences may have different batch sizes.
+hyperparameters and layers like any other (:class:`~purelearn.layer.Layer`, the protocol
+``init / init_state / apply`` that :mod:`purelearn.nn` composes), with ``has_state=True``. States
+are named tuples; a fresh state is *batch-agnostic*: 0-d tensors that broadcast to the first input
+(SpikingJelly keeps a scalar ``0.`` until the first step too), so consecutive sequences may have
+different batch sizes.
 
 Example::
 
@@ -43,13 +44,13 @@ from typing import Any, NamedTuple
 import torch
 
 from . import surrogate as _surrogate
+from .layer import Layer
 
 __all__ = [
     "IFState",
     "LIFState",
     "OTTTLIFState",
     "ALIFState",
-    "SpikeTrace",
     "if_step",
     "lif_step",
     "alif_step",
@@ -90,13 +91,6 @@ class ALIFState(NamedTuple):
     v: torch.Tensor
     b: torch.Tensor
     s: torch.Tensor
-
-
-class SpikeTrace(NamedTuple):
-    """What an OTTT-LIF layer emits: the spike (value path) and its trace (weight-gradient path)."""
-
-    spike: torch.Tensor
-    trace: torch.Tensor
 
 
 # ----------------------------------------------------------------------------- functional core
@@ -219,8 +213,6 @@ def _fresh(value: float, x: torch.Tensor) -> torch.Tensor:
 
 
 def _input(x: Any) -> torch.Tensor:
-    if isinstance(x, SpikeTrace):
-        return x.spike
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"neuron input `x` must be a tensor, got {type(x).__name__}")
     return x
@@ -229,15 +221,11 @@ def _input(x: Any) -> torch.Tensor:
 # ----------------------------------------------------------------------------- layer objects
 
 
-class Neuron:
-    """Marker base class for neuron layers (used by :mod:`purelearn.nn` and the learners)."""
+class Neuron(Layer):
+    """Base class of the neuron layers: stateful, parameter-free unless stated (``ALIF(learn_tau=True)``)."""
 
-    emits_trace: bool = False
+    has_state = True
     detaches_v: bool = False
-
-    def init(self, generator: torch.Generator | None, x: torch.Tensor) -> tuple[Any, Any]:
-        """``(params, state)``: neurons have no parameters unless stated; state is fresh."""
-        return None, self.init_state(x)
 
     def init_state(self, x: torch.Tensor) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -326,33 +314,32 @@ class SLTTLIF(LIF):
 
 @dataclass(frozen=True)
 class OTTTLIF(LIF):
-    """OTTT's LIF (SpikingJelly ``OTTTLIFNode``): V detached between steps, emits spike and trace.
+    """OTTT's LIF (SpikingJelly ``OTTTLIFNode``): V detached between steps, keeps a presynaptic trace.
 
-    Defaults: tau=2, decay_input=False, v_reset=None (soft), detach_reset=True. Its output is a
-    :class:`SpikeTrace` ``(spike, trace)`` with ``trace_t = (1 − 1/tau)·trace_{t−1} + spike_t``;
-    the next parametric layer computes its value from ``spike`` and its weight gradient from
-    ``trace`` (see :mod:`purelearn.nn`).
+    Defaults: tau=2, decay_input=False, v_reset=None (soft), detach_reset=True. It emits the spike,
+    like any neuron, and keeps ``trace_t = (1 − 1/tau)·trace_{t−1} + spike_t`` in its state
+    (:class:`OTTTLIFState`). OTTT computes the next parametric layer's weight gradient from that
+    trace (see :func:`purelearn.online.ottt.wire`); evaluation uses the model as it is.
     """
 
     decay_input: bool = False
     v_reset: float | None = None
     detach_reset: bool = True
     detaches_v = True
-    emits_trace = True
 
     def init_state(self, x: torch.Tensor) -> OTTTLIFState:
         """Fresh batch-agnostic state: ``v`` = 0 and ``trace`` = 0, both 0-d."""
         x = _input(x)
         return OTTTLIFState(v=_fresh(0.0 if self.v_reset is None else self.v_reset, x), trace=_fresh(0.0, x))
 
-    def apply(self, params: None, state: OTTTLIFState, x: torch.Tensor) -> tuple[SpikeTrace, OTTTLIFState]:
-        """One step: ``x`` [N, ...] -> ``SpikeTrace(spike, trace)`` and the next state."""
+    def apply(self, params: None, state: OTTTLIFState, x: torch.Tensor) -> tuple[torch.Tensor, OTTTLIFState]:
+        """One step: ``x`` [N, ...] -> spike [N, ...] and the next state (``v`` and the new ``trace``)."""
         x = _input(x)
         _check_state_shape("OTTTLIF", "v", state.v, x)
         _check_state_shape("OTTTLIF", "trace", state.trace, x)
         spike, v = self._step(x, state.v.detach())
         trace = trace_step(state.trace, spike, self.tau)
-        return SpikeTrace(spike, trace), OTTTLIFState(v=v, trace=trace)
+        return spike, OTTTLIFState(v=v, trace=trace)
 
 
 @dataclass(frozen=True)
@@ -370,6 +357,11 @@ class ALIF(Neuron):
     v_threshold: Scalar = 0.1
     learn_tau: bool = False
     surrogate: _surrogate.Surrogate = field(default_factory=_surrogate.Sigmoid)
+
+    @property
+    def has_params(self) -> bool:  # type: ignore[override]
+        """The time constants are parameters when ``learn_tau``."""
+        return self.learn_tau
 
     def __post_init__(self) -> None:
         _check_number("ALIF", "tau_m", self.tau_m, gt=0.0)

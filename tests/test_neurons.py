@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from purelearn import neurons, surrogate, tree
+from purelearn.layer import Layer
 
 STEPS = 30
 
@@ -46,9 +47,7 @@ def inputs(steps: int, dtype: torch.dtype, shape: tuple[int, ...] = (4, 6), seed
 
 
 def spike_of(out: Any) -> torch.Tensor:
-    """The spike tensor of a neuron output (ours may be a SpikeTrace, SpikingJelly's a list)."""
-    if isinstance(out, neurons.SpikeTrace):
-        return out.spike
+    """The spike tensor of a neuron output (SpikingJelly's OTTTLIFNode returns a list [spike, trace])."""
     if isinstance(out, (list, tuple)):
         return out[0]
     return out
@@ -117,9 +116,8 @@ def test_trace_matches_ottt_lif_node(sj: SimpleNamespace, dtype: torch.dtype, to
     their_outs, _ = run_theirs(node, xs)
     for t in range(STEPS):
         assert isinstance(their_outs[t], list) and len(their_outs[t]) == 2
-        assert isinstance(our_outs[t], neurons.SpikeTrace)
-        torch.testing.assert_close(our_outs[t].trace, their_outs[t][1], rtol=0, atol=tol)
-        assert torch.equal(our_outs[t].trace, our_states[t].trace)
+        assert isinstance(our_outs[t], torch.Tensor), "an OTTTLIF emits its spike; the trace is in its state"
+        torch.testing.assert_close(our_states[t].trace, their_outs[t][1], rtol=0, atol=tol)
     torch.testing.assert_close(our_states[-1].trace, node.trace, rtol=0, atol=tol)
 
 
@@ -127,12 +125,12 @@ def test_trace_follows_its_recursion_without_gradient() -> None:
     """trace_t = (1 − 1/tau)·trace_{t−1} + spike_t, from zeros, carrying no autograd history."""
     neuron = neurons.OTTTLIF(tau=4.0)
     xs = inputs(8, torch.float64).requires_grad_()
-    outs, _ = run_ours(neuron, xs)
+    spikes, states = run_ours(neuron, xs)
     expected = torch.zeros((), dtype=torch.float64)
-    for out in outs:
-        expected = 0.75 * expected + out.spike.detach()
-        torch.testing.assert_close(out.trace, expected, rtol=0, atol=1e-15)
-        assert not out.trace.requires_grad and out.spike.requires_grad
+    for spike, state in zip(spikes, states, strict=True):
+        expected = 0.75 * expected + spike.detach()
+        torch.testing.assert_close(state.trace, expected, rtol=0, atol=1e-15)
+        assert not state.trace.requires_grad and spike.requires_grad
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -338,12 +336,12 @@ def test_apply_does_not_mutate_inputs(name: str, requires_grad: bool) -> None:
         assert torch.equal(value_after, value_before)
 
 
-def test_neurons_take_the_spike_of_a_spike_trace() -> None:
-    x = inputs(1, torch.float64)[0]
-    trace_input = neurons.SpikeTrace(spike=x, trace=torch.full_like(x, 100.0))
-    lif = neurons.LIF()
-    assert tree.allclose(lif.apply(None, lif.init_state(x), trace_input),
-                         lif.apply(None, lif.init_state(x), x), rtol=0, atol=0)
+@pytest.mark.parametrize("name", list(ALL_NEURONS))
+def test_neurons_are_stateful_layers_with_params_only_when_alif_learns_tau(name: str) -> None:
+    neuron = ALL_NEURONS[name]
+    assert isinstance(neuron, Layer) and neuron.has_state
+    assert neuron.has_params is False
+    assert neurons.ALIF(learn_tau=True).has_params is True
 
 
 # --------------------------------------------------------------------------------------------------

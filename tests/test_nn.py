@@ -12,7 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import purelearn
 from purelearn import neurons, nn, surrogate, tree
+from purelearn.online.ottt import wire
 
 # --------------------------------------------------------------------------------------------------
 # Networks and inputs shared by the tests
@@ -92,9 +94,21 @@ def small_model() -> nn.Sequential:
     return nn.Sequential(nn.Linear(5, 8), neurons.LIF(), nn.Dropout(0.3), nn.Linear(8, 3), neurons.LIF())
 
 
-def test_module_docstring_examples_run() -> None:
-    result = doctest.testmod(nn, verbose=False)
+@pytest.mark.parametrize("module", [nn, purelearn.interop.torch, purelearn.random], ids=lambda m: m.__name__)
+def test_module_docstring_examples_run(module: Any) -> None:
+    result = doctest.testmod(module, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_nn_is_split_by_concept_and_reexports_every_public_name() -> None:
+    from purelearn.interop import from_state_dict, from_torch, to_state_dict
+    from purelearn.layer import Layer
+
+    assert (nn.Layer, nn.from_torch, nn.to_state_dict, nn.from_state_dict) == (
+        Layer, from_torch, to_state_dict, from_state_dict)
+    assert all(hasattr(nn, name) for name in nn.__all__)
+    assert nn.Linear.__module__ == "purelearn.nn.linear" and nn.Sequential.__module__ == "purelearn.nn.sequential"
+    assert issubclass(neurons.Neuron, nn.Layer)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,6 +224,26 @@ def test_max_pool_and_dropout_convert_and_match_torch_in_eval(sj: SimpleNamespac
     torch.testing.assert_close(y, expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize(("ours", "theirs"), [(nn.AvgPool2d, torch.nn.AvgPool2d), (nn.MaxPool2d, torch.nn.MaxPool2d)],
+                         ids=["avg", "max"])
+@pytest.mark.parametrize(("kernel_size", "stride", "padding"), [(2, None, 0), (3, 2, 1), ((2, 3), (1, 2), (1, 0))])
+def test_pooling_equals_torch_with_the_same_arguments(ours: type, theirs: type, kernel_size: Any, stride: Any,
+                                                      padding: Any) -> None:
+    x = torch.randn(2, 3, 7, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    layer = ours(kernel_size, stride, padding)
+    y, state = layer.apply(None, None, x)
+    assert state is None and not layer.has_params and not layer.has_state
+    assert torch.equal(y, theirs(kernel_size, stride, padding)(x))
+    other = nn.MaxPool2d if ours is nn.AvgPool2d else nn.AvgPool2d
+    assert layer == ours(kernel_size, stride, padding) and layer != other(kernel_size, stride, padding)
+
+
+@pytest.mark.parametrize("pool", [nn.AvgPool2d, nn.MaxPool2d])
+def test_pooling_refuses_input_without_four_dimensions_naming_itself(pool: type) -> None:
+    with pytest.raises(ValueError, match=rf"{pool.__name__}: input `x` must have shape \[N, C, H, W\]"):
+        pool(2).apply(None, None, torch.zeros(3, 4, 4))
+
+
 @pytest.mark.parametrize(
     ("module", "name"),
     [(torch.nn.ReLU(), "ReLU"), (torch.nn.LSTM(4, 4), "LSTM"), (torch.nn.BatchNorm1d(4), "BatchNorm1d")],
@@ -277,14 +311,15 @@ def test_ottt_outputs_and_per_step_weight_gradients_match_spikingjelly(sj: Simpl
     xs = sequence(name, steps, dtype)
     weights = torch.rand(steps, xs.shape[1], 3, generator=torch.Generator().manual_seed(5), dtype=dtype)
     model, params, states = nn.from_torch(net, xs[0])
+    wired = wire(model)  # what online.ottt trains
     sj.functional.reset_net(net)
 
     def step_loss(params: Any, states: Any, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        y, states = model.apply(params, states, x)
+        y, states = wired.apply(params, states, x)
         return (y * w).sum(), (y, states)
 
     grad_fn = torch.func.grad(step_loss, has_aux=True)
-    total_spikes = 0.0
+    total_spikes, plain_states = 0.0, states
     for t in range(steps):
         net.zero_grad()
         expected = net(xs[t])
@@ -296,25 +331,12 @@ def test_ottt_outputs_and_per_step_weight_gradients_match_spikingjelly(sj: Simpl
         ours = nn.to_state_dict(grads)
 
         assert torch.equal(y, expected.detach()), f"outputs differ at step {t}"
+        assert torch.equal(model.apply(params, plain_states, xs[t])[0], y), "the model itself has the same values"
+        _, plain_states = model.apply(params, plain_states, xs[t])
         total_spikes += float(y.sum())
         for key in theirs:
             torch.testing.assert_close(ours[key], theirs[key], rtol=tol, atol=tol, msg=f"{key} at step {t}")
     assert total_spikes > 0
-
-
-def test_ottt_weight_gradient_uses_the_trace_not_the_spike() -> None:
-    """With a constant upstream gradient δ, ∂loss/∂W of the layer after an OTTTLIF is δ·traceᵀ."""
-    model = nn.Sequential(nn.Linear(3, 4), neurons.OTTTLIF(), nn.Linear(4, 2))
-    xs = 2.0 * torch.rand(5, 1, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    params, states = model.init(torch.Generator().manual_seed(1), xs[0])
-    params["0"]["weight"] = params["0"]["weight"].abs() + 0.5
-    for x in xs:
-        grads = torch.func.grad(lambda p, s, x: model.apply(p, s, x)[0].sum())(params, states, x)
-        _, states = model.apply(params, states, x)
-        trace = states["1"].trace
-        torch.testing.assert_close(grads["2"]["weight"], torch.ones(2, 1, dtype=torch.float64) @ trace,
-                                   rtol=0, atol=1e-15)
-    assert trace.max() > 1.0, "a trace above 1 tells trace and spike apart"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -376,9 +398,10 @@ def _snapshot(*trees: Any) -> list[tuple[torch.Tensor, int]]:
     [
         small_model(),
         nn.Sequential(nn.Linear(5, 6), neurons.OTTTLIF(), nn.Dropout(0.2), nn.Linear(6, 3), neurons.LIF()),
+        wire(nn.Sequential(nn.Linear(5, 6), neurons.OTTTLIF(), nn.Dropout(0.2), nn.Linear(6, 3), neurons.LIF())),
         nn.Sequential(nn.Recurrent(neurons.ALIF(learn_tau=True), 5, 4), nn.Linear(4, 2), neurons.IF()),
     ],
-    ids=["lif-dropout", "ottt", "recurrent-alif"],
+    ids=["lif-dropout", "ottt", "ottt-wired", "recurrent-alif"],
 )
 def test_apply_does_not_mutate_params_states_or_x(model: nn.Sequential) -> None:
     x = sequence("mlp", 1, torch.float64)[0]
@@ -472,7 +495,7 @@ def test_vmap_over_stacked_params_equals_loop() -> None:
 
 COMPILED_MODELS = {
     "lif-dropout": small_model,
-    "ottt": lambda: nn.Sequential(nn.Linear(5, 8), neurons.OTTTLIF(), nn.Linear(8, 3), neurons.LIF()),
+    "ottt-wired": lambda: wire(nn.Sequential(nn.Linear(5, 8), neurons.OTTTLIF(), nn.Linear(8, 3), neurons.LIF())),
     "recurrent-alif": lambda: nn.Sequential(nn.Recurrent(neurons.ALIF(learn_tau=True), 5, 4), nn.Linear(4, 3),
                                             neurons.IF()),
 }

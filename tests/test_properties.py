@@ -112,8 +112,7 @@ def test_spikes_are_binary_and_state_finite_for_finite_input(s: dict, tau: float
                    neurons.ALIF(v_threshold=threshold)):
         state = neuron.init_state(x[0])
         for t in range(s["T"]):
-            out, state = neuron.apply(None, state, x[t])
-            spike = out.spike if isinstance(out, neurons.SpikeTrace) else out
+            spike, state = neuron.apply(None, state, x[t])
             assert spike.dtype == x.dtype
             assert ((spike == 0) | (spike == 1)).all()
             assert all(torch.isfinite(leaf).all() for leaf in tree.leaves(state))

@@ -1,0 +1,108 @@
+"""A chain of layers applied one time step at a time: :class:`Sequential`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..layer import Layer, Params, tensor_input
+from ..neurons import Neuron
+
+__all__ = ["Sequential"]
+
+
+class Sequential:
+    """A chain of layers applied one time step at a time.
+
+    ``params`` / ``states`` are dicts keyed by layer index (``"0"``, ``"1"``, ...), holding only
+    layers whose ``has_params`` / ``has_state`` is true. See :mod:`purelearn.nn` for the protocol.
+    """
+
+    def __init__(self, *layers: Layer) -> None:
+        if not layers:
+            raise ValueError("Sequential: give at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(
+                    f"Sequential: layer {i} must be a purelearn layer or neuron, got {type(layer).__name__}"
+                    " (convert torch modules with purelearn.nn.from_torch)"
+                )
+        self.layers: tuple[Layer, ...] = tuple(layers)
+        self.param_keys: tuple[str, ...] = tuple(str(i) for i, m in enumerate(layers) if m.has_params)
+        self.state_keys: tuple[str, ...] = tuple(str(i) for i, m in enumerate(layers) if m.has_state)
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(f"({i}): {m!r}" for i, m in enumerate(self.layers))
+        return f"Sequential(\n  {inner}\n)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequential) and self.layers == other.layers
+
+    def __hash__(self) -> int:
+        return hash(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i: int) -> Layer:
+        return self.layers[i]
+
+    @property
+    def neurons(self) -> tuple[Neuron, ...]:
+        """The neuron layers, in order."""
+        return tuple(m for m in self.layers if isinstance(m, Neuron))
+
+    def init(self, generator: torch.Generator | None, x: torch.Tensor) -> tuple[Params, Params]:
+        """Parameters and fresh states for input example ``x`` [N, ...] (its dtype and device).
+
+        ``generator`` (a ``torch.Generator``) makes initialisation reproducible.
+        """
+        x = tensor_input(x, "Sequential.init")
+        params, states = {}, {}
+        with torch.no_grad():
+            h: Any = x
+            for i, layer in enumerate(self.layers):
+                p, s = layer.init(generator, h)
+                if str(i) in self.param_keys:
+                    params[str(i)] = p
+                if str(i) in self.state_keys:
+                    states[str(i)] = s
+                h, _ = layer.apply(p, s, h)
+        return params, states
+
+    def init_states(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
+        """Fresh, batch-agnostic states (0-d memories) with ``x``'s dtype and device; with a
+        ``generator``, random states (dropout keys) are drawn from it."""
+        x = tensor_input(x, "Sequential.init_states")
+        return {k: (self.layers[int(k)].init_state(x) if generator is None
+                    else self.layers[int(k)].draw_state(generator, x)) for k in self.state_keys}
+
+    def reset_states(self, states: Params) -> Params:
+        """The states for the next sequence: neuron memories fresh, dropout keys advanced."""
+        self._check_keys("states", states, self.state_keys)
+        return {k: self.layers[int(k)].reset_state(s) for k, s in states.items()}
+
+    def inference(self) -> Sequential:
+        """This model for evaluation: dropout off; same params/states structure."""
+        return Sequential(*(m.inference() for m in self.layers))
+
+    def _check_keys(self, name: str, tree: Any, expected: tuple[str, ...]) -> None:
+        if not isinstance(tree, dict) or set(tree) != set(expected):
+            got = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
+            raise ValueError(
+                f"`{name}` does not match the model: expected a dict with keys {sorted(expected)}, got {got}"
+            )
+
+    def apply(self, params: Params, states: Params, x: torch.Tensor) -> tuple[torch.Tensor, Params]:
+        """One time step: ``x`` [N, ...] -> ``(y [N, ...], new_states)``. Pure."""
+        self._check_keys("params", params, self.param_keys)
+        self._check_keys("states", states, self.state_keys)
+        h: Any = tensor_input(x, "Sequential.apply")
+        new_states = {}
+        for i, layer in enumerate(self.layers):
+            k = str(i)
+            h, s = layer.apply(params.get(k), states.get(k), h)
+            if k in states:
+                new_states[k] = s
+        return h, new_states
