@@ -67,8 +67,8 @@ from typing import Any
 import optree
 import torch
 
-from .online import BPTT
-from .online._base import StepOutput, check_sequence
+from .online import driver
+from .online.driver import StepOutput
 
 __all__ = ["CompiledStep", "step", "run", "materialize", "keep_freed_memory", "FAST_START", "MAX_SPEED",
            "CPU_OPTIONS"]
@@ -322,38 +322,16 @@ def step(learner_or_step: Any, *, engine: str = "dynamo", mode: str | None = Non
 def run(learner: Any, **compile_kwargs: Any) -> Callable[[Any, torch.Tensor, torch.Tensor], tuple[Any, StepOutput]]:
     """``learner.run`` with the step compiled by :func:`step`: same signature, same numbers.
 
-    Two graphs in all (middle steps, last step); SLTT-K's forward-only steps add their own. A learner
-    with a ``window`` of L > 1 steps compiles its window update (the L steps unrolled; a shorter last
-    window when L does not divide T is one more graph). BPTT, which has no per-step form, compiles its
-    whole ``run`` (one graph, the time loop unrolled).
+    The sequence is walked by the learners' own driver (:func:`purelearn.online.driver.run`) with
+    the compiled step: one graph per kind of call in the learner's plan — per step, the middle steps
+    and the last one (SLTT-K's forward-only steps add their own); in windows of L steps, the window
+    update with the L steps unrolled (a shorter last window is one more graph); BPTT's one call, the
+    whole sequence unrolled.
     """
-    if isinstance(learner, BPTT):  # no per-step form: the whole sequence is one graph
-        return step(learner.run, materialize_carry=False, **compile_kwargs)
     compiled = step(learner, **compile_kwargs)
-    selected_steps = getattr(learner, "selected_steps", None)
-    owner = type(learner).__name__
-
-    window = getattr(learner, "window", 1)
 
     def run_compiled(carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[Any, StepOutput]:
-        T = check_sequence(owner, x_seq, y_seq)
-        if window > 1:  # one update per window x_seq[a:a+L]; a shorter last window is one more graph
-            outs = []
-            for a in range(0, T, window):
-                carry, out = compiled(carry, x_seq[a:a + window], y_seq[a:a + window], last=a + window >= T)
-                outs.append(out)
-            return learner.end_sequence(carry), optree.tree_map(lambda *a: torch.cat(a), *outs)
-        backward = None
-        if selected_steps is not None and getattr(learner, "k", None) is not None:
-            backward = set(selected_steps(carry, T))
-        outs = []
-        for t in range(T):
-            static: dict[str, Any] = {"last": t == T - 1}
-            if backward is not None:
-                static["backward"] = t in backward
-            carry, out = compiled(carry, x_seq[t], y_seq[t], **static)
-            outs.append(out)
-        return learner.end_sequence(carry), optree.tree_map(lambda *a: torch.stack(a), *outs)
+        return driver.run(learner, carry, x_seq, y_seq, step=compiled)
 
     run_compiled.compiled_step = compiled  # type: ignore[attr-defined]
     return run_compiled

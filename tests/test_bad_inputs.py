@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from purelearn import neurons, nn, online, optim, scan, surrogate, sweep, tree
+from purelearn import neurons, nn, online, optim, scan, schedules, surrogate, sweep, tree
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = (ROOT / "docs" / "bad_inputs.md").read_text()
@@ -32,6 +32,11 @@ def _setup(learner_fn: Callable | None = None):
     params, states = model.init(torch.Generator().manual_seed(0), x[0])
     learner = (learner_fn or (lambda m: online.fptt(m, F.mse_loss, optim.sgd(lr=0.1))))(model)
     return model, learner, learner.init(params, states), x, y
+
+
+def _bptt_single_step():
+    _, learner, carry, x, y = _setup(lambda m: online.bptt(m, F.mse_loss, optim.sgd(lr=0.1)))
+    return learner.step(carry, x[0], y[0])
 
 
 def _apply_with(params=None, states=None, x=None):
@@ -115,6 +120,10 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
     "lr-not-number": (lambda: optim.adam(lr="fast"), TypeError, r"`lr` must be a Python number or a torch.Tensor"),
     "grads-structure": (lambda: optim.sgd(lr=0.1).update({"a": torch.ones(2)}, optim.sgd(lr=0.1).init(
         {"b": torch.ones(2)}), {"b": torch.ones(2)}), ValueError, r"structure"),
+    "schedule-bad-steps": (lambda: schedules.cosine_decay(0.1, decay_steps=0), ValueError,
+                           r"cosine_decay: `decay_steps` must be an int >= 1, got 0"),
+    "hyperparameter-not-a-schedule": (lambda: optim.sgd(lr=lambda: 0.1), TypeError,
+                                      r"sgd: `lr` is callable, so it must be a schedule f\(count\)"),
     # ---- learners
     "alpha-not-positive": (lambda: online.fptt(_model(), F.mse_loss, optim.sgd(lr=0.1), alpha=0.0), ValueError,
                            r"fptt: `alpha` must be > 0, got 0.0"),
@@ -147,8 +156,7 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
     "sltt-not-sltt-neurons": (lambda: online.sltt(_model(), F.mse_loss, optim.sgd(lr=0.1)), ValueError,
                               r"sltt: layer 1 is LIF; SLTT needs neurons.SLTTLIF"),
     "sltt-k-exceeds-t": (lambda: _sltt_k_run(k=9, T=5), ValueError, r"`k`=9 exceeds the sequence length T=5"),
-    "bptt-step": (lambda: _setup(lambda m: online.bptt(m, F.mse_loss, optim.sgd(lr=0.1)))[1].step(None, None, None),
-                  TypeError, r"bptt has no per-step form"),
+    "bptt-single-step": (_bptt_single_step, ValueError, r"bptt.step: `x_win` must be a window \[L, N, features...\]"),
     "non-finite-loss": (lambda: online.check_finite(online.fptt(_model(), F.mse_loss, optim.sgd(lr=0.1))).run(
         *_setup()[2:4], torch.full((5, 2, 2), float("nan")), sequence=3), FloatingPointError,
         r"non-finite loss nan at step t=0 of sequence 3"),
@@ -267,7 +275,7 @@ CLI_CASES: dict[str, tuple[list[str], str]] = {
 
 @pytest.mark.parametrize("case_id", sorted(CLI_CASES))
 def test_bad_command_line_is_one_line_and_exit_2(case_id: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from purelearn import cli
+    from purelearn.app import cli
 
     argv, pattern = CLI_CASES[case_id]
     try:

@@ -1,6 +1,6 @@
 """Specification of ``purelearn.online.bptt``: a hand-written torch autograd BPTT loop on the same
-SpikingJelly network, equality with SLTT's accumulated gradient over SLTT-LIF models, and no
-per-step form."""
+SpikingJelly network, equality with SLTT's accumulated gradient over SLTT-LIF models, and a step
+that is one update over a window (the whole sequence in ``run``)."""
 
 from __future__ import annotations
 
@@ -91,12 +91,30 @@ def test_bptt_over_sltt_lif_equals_sltt_accumulated_gradient(dtype):
     torch.testing.assert_close(b_out.loss, s_out.loss, rtol=0, atol=TOL[dtype])
 
 
-def test_step_raises_type_error():
+def test_plan_is_one_call_over_the_whole_sequence_and_run_is_that_step():
+    model = nn.Sequential(nn.Linear(6, 8), neurons.LIF(), nn.Linear(8, 3), neurons.LIF())
+    learner = online.bptt(model, F.mse_loss, optim.adam(lr=0.01))
+    (x, y), = sequences(1, 5, (6,), (3,), torch.float64, 3)
+    params, states = model.init(torch.Generator().manual_seed(3), x[0])
+    carry = learner.init(params, states)
+    assert learner.plan(carry, 5) == (online.Call(slice(0, 5), (("last", True),)),)
+    assert learner.updates_per_sequence(5) == 1
+    by_step, out_step = learner.step(carry, x, y)
+    by_run, out_run = learner.run(carry, x, y)
+    assert tree.max_abs_diff(by_step.params, by_run.params) == 0.0
+    assert tree.max_abs_diff(by_step.opt_state, by_run.opt_state) == 0.0
+    assert torch.equal(out_step.loss, out_run.loss) and torch.equal(out_step.y, out_run.y)
+    # run ends the sequence (fresh states); the step alone keeps the states after the window
+    assert all(leaf.dim() > 0 for leaf in tree.leaves(by_step.states))
+    assert all(leaf.dim() == 0 for leaf in tree.leaves(by_run.states))
+
+
+def test_step_refuses_a_single_step():
     model = nn.Sequential(nn.Linear(6, 3), neurons.LIF())
     learner = online.bptt(model, F.mse_loss, optim.sgd(lr=0.1))
     params, states = model.init(torch.Generator().manual_seed(0), torch.zeros(2, 6))
     carry = learner.init(params, states)
-    with pytest.raises(TypeError, match="run"):
+    with pytest.raises(ValueError, match=r"`x_win` must be a window \[L, N, features...\]"):
         learner.step(carry, torch.zeros(2, 6), torch.zeros(2, 3))
 
 

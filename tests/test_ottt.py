@@ -21,6 +21,7 @@ from _learner_helpers import (
 )
 
 from purelearn import neurons, nn, online, optim, tree
+from purelearn.online.ottt import wire
 
 SHAPES = {"mlp": (6,), "conv": (2, 8, 8)}
 
@@ -140,3 +141,97 @@ def test_run_returns_fresh_states_and_traces():
     assert all(torch.count_nonzero(g) == 0 for g in tree.leaves(carry.grad_sum))
     carry, outs = learner.run(carry, x[:, :1], y[:, :1])
     assert outs.y.shape == (3, 1, 3)
+
+
+# --------------------------------------------------------------------------------------------------
+# wire: OTTT's spike/trace gradient, outside the model
+# --------------------------------------------------------------------------------------------------
+
+
+def ottt_convnet() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), neurons.OTTTLIF(), nn.AvgPool2d(2), nn.Dropout(0.3),
+                         nn.Flatten(), nn.Linear(4 * 4 * 4, 3), neurons.LIF())
+
+
+def test_wired_weight_gradient_comes_from_the_trace_and_the_input_gradient_from_the_spike():
+    """With a constant upstream gradient δ, ∂loss/∂W of the layer after an OTTTLIF is δ·traceᵀ in the wired
+    model (δ·spikeᵀ in the model itself); the layers before it get the same gradient in both."""
+    model = nn.Sequential(nn.Linear(3, 4), neurons.OTTTLIF(), nn.Linear(4, 2))
+    wired = wire(model)
+    xs = 2.0 * torch.rand(5, 1, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    params, states = model.init(torch.Generator().manual_seed(1), xs[0])
+    params["0"]["weight"] = params["0"]["weight"].abs() + 0.5
+    ones = torch.ones(2, 1, dtype=torch.float64)
+    for x in xs:
+        grads = torch.func.grad(lambda p, s, x: wired.apply(p, s, x)[0].sum())(params, states, x)
+        plain = torch.func.grad(lambda p, s, x: model.apply(p, s, x)[0].sum())(params, states, x)
+        spike, _ = model[1].apply(None, states["1"], model[0].apply(params["0"], None, x)[0])
+        _, states = model.apply(params, states, x)
+        trace = states["1"].trace
+        torch.testing.assert_close(grads["2"]["weight"], ones @ trace, rtol=0, atol=1e-15)
+        torch.testing.assert_close(plain["2"]["weight"], ones @ spike, rtol=0, atol=1e-15)
+        assert tree.allclose(grads["0"], plain["0"], rtol=0, atol=1e-15)
+    assert trace.max() > 1.0, "a trace above 1 tells trace and spike apart"
+
+
+@pytest.mark.parametrize("build", [ottt_convnet, lambda: nn.Sequential(nn.Linear(6, 8), neurons.OTTTLIF(),
+                                                                       nn.Linear(8, 3), neurons.OTTTLIF())],
+                         ids=["conv-pool-dropout", "mlp"])
+def test_model_apply_equals_the_wired_forward(build):
+    """Evaluation needs no wiring: ``model.apply`` of an OTTTLIF model has the wired model's values and states."""
+    model = build()
+    wired = wire(model)
+    shape = (2, 8, 8) if isinstance(model[0], nn.Conv2d) else (6,)
+    (x, _), = sequences(1, 6, shape, (3,), torch.float64, 7)
+    params, states = model.init(torch.Generator().manual_seed(7), x[0])
+    params = tree.scale(params, 3.0)
+    plain_states = wired_states = states
+    outputs = []
+    for x_t in x:
+        y, plain_states = model.apply(params, plain_states, x_t)
+        y_wired, wired_states = wired.apply(params, wired_states, x_t)
+        assert torch.equal(y, y_wired)
+        assert tree.allclose(plain_states, wired_states, rtol=0, atol=0)
+        outputs.append(y)
+    assert 0 < torch.stack(outputs).mean() < 1
+
+
+def test_wire_is_idempotent_and_keeps_params_states_and_init():
+    model = ottt_convnet()
+    wired = wire(model)
+    assert wired != model and wire(wired) == wired and hash(wire(wired)) == hash(wired)
+    assert (wired.param_keys, wired.state_keys) == (model.param_keys, model.state_keys)
+    x = torch.rand(3, 2, 8, 8, dtype=torch.float64)
+    for a, b in ((model.init(torch.Generator().manual_seed(0), x), wired.init(torch.Generator().manual_seed(0), x)),
+                 (model.init_states(x), wired.init_states(x)),
+                 (model.init_states(x, torch.Generator().manual_seed(1)),
+                  wired.init_states(x, torch.Generator().manual_seed(1)))):
+        assert tree.structure(a) == tree.structure(b) and tree.allclose(a, b, rtol=0, atol=0)
+    _, states = model.init(torch.Generator().manual_seed(0), x)
+    assert tree.allclose(model.reset_states(states), wired.reset_states(states), rtol=0, atol=0)
+    assert wired.inference() == wire(model.inference())
+
+
+def test_a_model_where_no_ottt_lif_feeds_a_parametric_layer_is_its_own_wiring():
+    """A neuron after an OTTTLIF (directly or through pooling) takes the spike: nothing to wire."""
+    for model in (nn.Sequential(nn.Linear(6, 8), neurons.OTTTLIF(), nn.Flatten(), neurons.LIF()),
+                  nn.Sequential(nn.Linear(6, 8), neurons.LIF()),
+                  nn.Sequential(nn.Linear(6, 8), neurons.OTTTLIF(), neurons.OTTTLIF(), nn.Identity())):
+        assert wire(model) is model
+
+
+def test_learner_trains_the_wired_model_and_rebuilding_it_is_a_no_op():
+    model = nn.Sequential(nn.Linear(6, 8), neurons.OTTTLIF(), nn.Linear(8, 3), neurons.LIF())
+    learner = online.ottt(model, F.mse_loss, optim.sgd(lr=0.1))
+    assert learner.model == wire(model)
+    again = online.ottt(learner.model, F.mse_loss, optim.sgd(lr=0.1))
+    assert again.model == learner.model
+    x = torch.rand(2, 6)
+    assert tree.allclose(learner.model.init(torch.Generator().manual_seed(0), x),
+                         model.init(torch.Generator().manual_seed(0), x), rtol=0, atol=0)
+
+
+def test_parametric_layer_with_state_fed_by_an_ottt_lif_is_refused_when_built():
+    model = nn.Sequential(nn.Linear(6, 8), neurons.OTTTLIF(), nn.Recurrent(neurons.OTTTLIF(), 8, 3))
+    with pytest.raises(TypeError, match=r"Recurrent has parameters and state; it cannot take OTTT's spike\+trace"):
+        online.ottt(model, F.mse_loss, optim.sgd(lr=0.1))

@@ -15,7 +15,9 @@ from typing import Any
 import torch
 
 from .. import optim, tree
-from ._base import StepOutput, check_like_params, check_step_inputs, forward_only, step_grad
+from ._checks import check_like_params, check_step_inputs
+from ._grad import forward_only, step_grad
+from .driver import StepOutput
 
 
 def accumulate_or_update(learner: Any, carry: Any, grads: Any | None, last: bool) -> Any:
@@ -51,3 +53,8 @@ def per_step(learner: Any, owner: str, carry: Any, x_t: torch.Tensor, y_t: torch
         loss, y_hat, states = forward_only(learner.model, learner.loss_fn, carry.params, carry.states, x_t, y_t)
     carry = accumulate_or_update(learner, carry._replace(states=states), grads, last)
     return carry, StepOutput(loss, y_hat)
+
+
+def updates_per_sequence(online: bool, backward_steps: int) -> int:
+    """Optimizer updates in a sequence: one per backward step online, else one at its end."""
+    return backward_steps if online else 1

@@ -8,7 +8,8 @@ Memory grows with T (every step's activations are kept for the backward pass); t
 learners' does not. With :class:`~purelearn.neurons.SLTTLIF` neurons the temporal path is detached
 and BPTT's gradient equals SLTT's accumulated one.
 
-BPTT has no per-step form: ``step`` raises ``TypeError``; use ``run``.
+Its plan is one call over the whole sequence: ``step(carry, x_win, y_win)`` on a window [L, N, ...]
+is one update from ``carry.states`` through all L steps, and ``run`` is that step on ``x_seq``.
 
 Example::
 
@@ -31,15 +32,10 @@ import torch
 
 from .. import optim
 from ..nn import Sequential
-from ._base import (
-    LossFn,
-    StepOutput,
-    check_model,
-    check_sequence,
-    check_step_inputs,
-    grad_with_aux,
-    sequence_loss,
-)
+from . import driver
+from ._checks import check_model, check_window_inputs
+from ._grad import LossFn, grad_with_aux, sequence_loss
+from .driver import Call, StepOutput
 
 __all__ = ["BPTTCarry", "BPTT", "bptt"]
 
@@ -67,14 +63,30 @@ class BPTT:
         """Carry for the first sequence."""
         return BPTTCarry(params, states, self.optimizer.init(params))
 
-    def step(self, carry: BPTTCarry, x_t: torch.Tensor, y_t: torch.Tensor, last: bool = False) -> None:
-        """BPTT has no per-step update; raises ``TypeError`` (use :meth:`run`)."""
-        raise TypeError("bptt has no per-step form: its gradient needs the whole sequence; use learner.run")
+    def step(self, carry: BPTTCarry, x_win: torch.Tensor, y_win: torch.Tensor, last: bool = True
+             ) -> tuple[BPTTCarry, StepOutput]:
+        """One update on a window ``x_win`` [L, N, ...], ``y_win`` [L, N, ...] (in ``run``: the whole
+        sequence): the gradient of Σ_t l_t through all L steps from ``carry.states``. Outputs are
+        detached, [L, ...]; ``last`` changes nothing (one update per call)."""
+        check_window_inputs("bptt.step", None, x_win, y_win)
+        objective = lambda p: self.sequence_loss(p, carry.states, x_win, y_win)
+        grads, (losses, ys, states) = grad_with_aux(objective, carry.params)
+        updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
+        params = optim.apply_updates(carry.params, updates)
+        return BPTTCarry(params, states, opt_state), StepOutput(losses, ys)
 
     def sequence_loss(self, params: Any, states: Any, x_seq: torch.Tensor, y_seq: torch.Tensor
                       ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, Any]]:
         """Σ_t l_t over the sequence from ``states``; aux ``(losses [T], y [T, ...], final states)``."""
         return sequence_loss(self.model, self.loss_fn, params, states, x_seq, y_seq)
+
+    def plan(self, carry: Any, T: int) -> tuple[Call, ...]:
+        """One call: the whole sequence as one window."""
+        return driver.windows(T, T)
+
+    def updates_per_sequence(self, T: int) -> int:
+        """One update per sequence."""
+        return 1
 
     def end_sequence(self, carry: BPTTCarry) -> BPTTCarry:
         """Fresh neuron states; params and optimizer state kept."""
@@ -82,13 +94,7 @@ class BPTT:
 
     def run(self, carry: BPTTCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[BPTTCarry, StepOutput]:
         """One sequence: one gradient of Σ_t l_t and one update. Outputs are detached, [T, ...]."""
-        check_sequence("BPTT", x_seq, y_seq)
-        check_step_inputs("bptt.run", x_seq[0], y_seq[0])  # same batch size (all steps share shapes)
-        objective = lambda p: self.sequence_loss(p, carry.states, x_seq, y_seq)
-        grads, (losses, ys, states) = grad_with_aux(objective, carry.params)
-        updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
-        params = optim.apply_updates(carry.params, updates)
-        return self.end_sequence(BPTTCarry(params, states, opt_state)), StepOutput(losses, ys)
+        return driver.run(self, carry, x_seq, y_seq)
 
 
 def bptt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation) -> BPTT:

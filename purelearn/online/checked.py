@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ._base import StepOutput
+from .driver import StepOutput
 
 __all__ = ["NonFiniteLossError", "CheckFinite", "check_finite"]
 

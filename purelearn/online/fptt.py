@@ -52,19 +52,11 @@ import torch
 
 from .. import optim, tree
 from ..nn import Sequential
-from ._base import (
-    LossFn,
-    StepOutput,
-    check_like_params,
-    check_model,
-    check_positive,
-    check_update_inputs,
-    check_window,
-    grad_with_aux,
-    plain_autograd_applies,
-    run_sequence,
-    step_objective,
-)
+from . import driver
+from ._checks import check_like_params, check_model, check_positive, check_update_inputs, check_window
+from ._fused import map_elementwise
+from ._grad import LossFn, grad_with_aux, step_objective
+from .driver import Call, StepOutput
 
 __all__ = ["FPTTCarry", "FPTT", "fptt"]
 
@@ -80,22 +72,17 @@ class FPTTCarry(NamedTuple):
     grad_last: Any
 
 
-def _regulariser_grad(w: torch.Tensor, w_ra: torch.Tensor, g_last: torch.Tensor, alpha: Any, reduction: str,
-                      fresh: bool) -> torch.Tensor:
+def _regulariser_grad(w: torch.Tensor, w_ra: torch.Tensor, g_last: torch.Tensor, alpha: Any, reduction: str
+                      ) -> torch.Tensor:
     """∇_W (alpha/2)·mse(W, c) with c = w_ra + g_last/(2·alpha), in closed form: ``norm·(W − c)·(alpha/2)``
     with norm = 2/numel (mean) or 2 (sum). These are the operations of autograd's ``mse_loss_backward``
     in its order, so the numbers equal a backward pass through ``(alpha/2)·F.mse_loss(W, c)``."""
     norm = 2.0 / w.numel() if reduction == "mean" else 2.0
-    if fresh:  # no transform active: one new tensor, updated in place
-        c = torch.div(g_last, 2.0 * alpha).add_(w_ra)
-        return torch.sub(w, c, out=c).mul_(norm).mul_(alpha / 2.0)
     return (w - (w_ra + g_last / (2.0 * alpha))) * norm * (alpha / 2.0)
 
 
-def _running_average(ra: torch.Tensor, w: torch.Tensor, g: torch.Tensor, alpha: Any, fresh: bool) -> torch.Tensor:
+def _running_average(ra: torch.Tensor, w: torch.Tensor, g: torch.Tensor, alpha: Any) -> torch.Tensor:
     """(w_ra + W)/2 − g/(2·alpha)."""
-    if fresh:
-        return torch.add(ra, w).div_(2.0).sub_(g / (2.0 * alpha))
     return (ra + w) / 2.0 - g / (2.0 * alpha)
 
 
@@ -133,17 +120,12 @@ class FPTT:
         check_like_params("fptt.step", "carry.w_ra", carry.w_ra, carry.params)
         check_like_params("fptt.step", "carry.grad_last", carry.grad_last, carry.params)
         alpha, reduction = self.alpha, self.reduction
-        # Eager and outside any transform, the param-sized intermediates below are updated in place
-        # (same operations, same numbers): on large layers a fresh allocation per operation costs
-        # more than the arithmetic. Under vmap, grad or compile everything stays out of place.
-        fresh = plain_autograd_applies(carry.params, carry.w_ra, carry.grad_last)
         # ∇[l_t + (alpha/2)·Σ mse(W_i, w_ra_i + grad_last_i/(2·alpha))]: autograd for l_t, the
         # regulariser in closed form (its value is not needed)
         task_grads, (loss, y_hat, states) = grad_with_aux(
             step_objective(self.model, self.loss_fn, carry.states, x_t, y_t, self.window), carry.params)
-        reg = tree.map(lambda w, ra, g: _regulariser_grad(w, ra, g, alpha, reduction, fresh), carry.params,
-                       carry.w_ra, carry.grad_last)
-        grads = tree.map(lambda r, g: r.add_(g) if fresh else g + r, reg, task_grads)
+        grads = map_elementwise(lambda g, w, ra, gl: g + _regulariser_grad(w, ra, gl, alpha, reduction), task_grads,
+                         carry.params, carry.w_ra, carry.grad_last)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
         params = optim.apply_updates(carry.params, updates)
         w_ra, grad_last = carry.w_ra, carry.grad_last
@@ -151,8 +133,16 @@ class FPTT:
             from_states = states if self.second_forward == "post" else carry.states
             grad_last = grad_with_aux(step_objective(self.model, self.loss_fn, from_states, x_t, y_t, self.window),
                                       params)[0]
-            w_ra = tree.map(lambda ra, w, g: _running_average(ra, w, g, alpha, fresh), w_ra, params, grad_last)
+            w_ra = map_elementwise(lambda ra, w, g: _running_average(ra, w, g, alpha), w_ra, params, grad_last)
         return FPTTCarry(params, states, opt_state, w_ra, grad_last), StepOutput(loss, y_hat)
+
+    def plan(self, carry: Any, T: int) -> tuple[Call, ...]:
+        """One call per step (``window`` 1) or per window of ``window`` steps (the last may be shorter)."""
+        return driver.steps_or_windows(T, self.window)
+
+    def updates_per_sequence(self, T: int) -> int:
+        """⌈T / window⌉: one optimizer update per call."""
+        return len(driver.steps_or_windows(T, self.window))
 
     def end_sequence(self, carry: FPTTCarry) -> FPTTCarry:
         """Ready for the next sequence: fresh neuron states, ``grad_last`` zero; the rest kept."""
@@ -162,7 +152,7 @@ class FPTT:
     def run(self, carry: FPTTCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[FPTTCarry, StepOutput]:
         """One time-major sequence ``x_seq`` [T, N, ...], ``y_seq`` [T, N, ...] (in windows of ``window``
         steps); outputs [T, ...]."""
-        return run_sequence(self, carry, x_seq, y_seq)
+        return driver.run(self, carry, x_seq, y_seq)
 
 
 def fptt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation,

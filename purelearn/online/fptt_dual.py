@@ -38,19 +38,11 @@ import torch
 
 from .. import optim, tree
 from ..nn import Sequential
-from ._base import (
-    LossFn,
-    StepOutput,
-    check_like_params,
-    check_model,
-    check_positive,
-    check_update_inputs,
-    check_window,
-    grad_with_aux,
-    plain_autograd_applies,
-    run_sequence,
-    step_objective,
-)
+from . import driver
+from ._checks import check_like_params, check_model, check_positive, check_update_inputs, check_window
+from ._fused import map_elementwise
+from ._grad import LossFn, grad_with_aux, step_objective
+from .driver import Call, StepOutput
 
 __all__ = ["FPTTDualCarry", "FPTTDual", "fptt_dual"]
 
@@ -65,38 +57,15 @@ class FPTTDualCarry(NamedTuple):
     lam: Any
 
 
-def _regulariser_grad(w: torch.Tensor, wb: torch.Tensor, lm: torch.Tensor, alpha: float, rho: float
+def _regulariser_grad(w: torch.Tensor, w_bar: torch.Tensor, lam: torch.Tensor, alpha: Any, rho: Any
                       ) -> torch.Tensor:
-    """∇_W of R's terms for one parameter, (alpha/2)·(2·(W − W̄)) + (rho − 1)·λ, with one new tensor.
+    """∇_W of R's terms for one parameter, (alpha/2)·(2·(W − W̄)) + (rho − 1)·λ, in closed form.
 
-    The operations and their order are autograd's for ``regulariser`` (pow's backward is
-    ``grad·(2·d¹)``; the ‖·‖² term's gradient arrives first, then the ⟨W, λ⟩ term's, then the
-    loss's is added by the caller), so the numbers equal a backward pass through R.
+    The operations and their order are autograd's for :meth:`FPTTDual.regulariser` (pow's backward
+    is ``grad·(2·d¹)``; the ‖·‖² term's gradient arrives first, then the ⟨W, λ⟩ term's), so the
+    numbers equal a backward pass through R.
     """
-    d = torch.sub(w, wb).mul_(2.0).mul_(alpha / 2.0)
-    return d.add_(torch.mul(lm, rho - 1.0))
-
-
-def _lam_in_place(alpha: Any) -> Any:
-    """λ − alpha·(W − W̄) with one new tensor instead of three."""
-
-    def update(lm: torch.Tensor, w: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
-        step = torch.sub(w, wb).mul_(alpha)
-        return torch.sub(lm, step, out=step)
-
-    return update
-
-
-def _w_bar_in_place(alpha: Any, beta: Any) -> Any:
-    """(1 − beta)·W̄ + beta·W − (beta/alpha)·λ with two new tensors instead of five."""
-
-    def update(wb: torch.Tensor, w: torch.Tensor, lm: torch.Tensor) -> torch.Tensor:
-        out = torch.mul(wb, 1.0 - beta)
-        scaled = torch.mul(w, beta)
-        out.add_(scaled)
-        return out.sub_(torch.mul(lm, beta / alpha, out=scaled))
-
-    return update
+    return (w - w_bar) * 2.0 * (alpha / 2.0) + lam * (rho - 1.0)
 
 
 @dataclass(frozen=True)
@@ -139,30 +108,25 @@ class FPTTDual:
         check_like_params("fptt_dual.step", "carry.lam", carry.lam, carry.params)
 
         alpha, beta, rho = self.alpha, self.beta, self.rho
-        fresh = plain_autograd_applies(carry.params, carry.w_bar, carry.lam)
-        task = step_objective(self.model, self.loss_fn, carry.states, x_t, y_t, self.window)
-        if fresh and not any(isinstance(h, torch.Tensor) for h in (alpha, beta, rho)):
-            # eager, no transform: ∇R in closed form (see _regulariser_grad), autograd for l_t only
-            task_grads, (loss, y_hat, states) = grad_with_aux(task, carry.params)
-            grads = tree.map(lambda g, w, wb, lm: _regulariser_grad(w, wb, lm, alpha, rho).add_(g), task_grads,
-                             carry.params, carry.w_bar, carry.lam)
-        else:
-            def objective(p: Any) -> tuple[torch.Tensor, Any]:
-                loss, aux = task(p)
-                return loss + self.regulariser(p, carry.w_bar, carry.lam), aux
-
-            grads, (loss, y_hat, states) = grad_with_aux(objective, carry.params)
+        # ∇[l_t + R(W)]: autograd for l_t, R in closed form (its value is not needed)
+        task_grads, (loss, y_hat, states) = grad_with_aux(
+            step_objective(self.model, self.loss_fn, carry.states, x_t, y_t, self.window), carry.params)
+        grads = map_elementwise(lambda g, w, wb, lm: g + _regulariser_grad(w, wb, lm, alpha, rho), task_grads,
+                         carry.params, carry.w_bar, carry.lam)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
         params = optim.apply_updates(carry.params, updates)
-        if fresh:
-            # eager, no transform: the same operations on new tensors updated in place (fewer allocations)
-            lam = tree.map(_lam_in_place(alpha), carry.lam, params, carry.w_bar)
-            w_bar = tree.map(_w_bar_in_place(alpha, beta), carry.w_bar, params, lam)
-        else:
-            lam = tree.map(lambda lm, w, wb: lm - alpha * (w - wb), carry.lam, params, carry.w_bar)
-            w_bar = tree.map(lambda wb, w, lm: (1.0 - beta) * wb + beta * w - (beta / alpha) * lm,
-                             carry.w_bar, params, lam)
+        lam = map_elementwise(lambda lm, w, wb: lm - alpha * (w - wb), carry.lam, params, carry.w_bar)
+        w_bar = map_elementwise(lambda wb, w, lm: (1.0 - beta) * wb + beta * w - (beta / alpha) * lm,
+                         carry.w_bar, params, lam)
         return FPTTDualCarry(params, states, opt_state, w_bar, lam), StepOutput(loss, y_hat)
+
+    def plan(self, carry: Any, T: int) -> tuple[Call, ...]:
+        """One call per step (``window`` 1) or per window of ``window`` steps (the last may be shorter)."""
+        return driver.steps_or_windows(T, self.window)
+
+    def updates_per_sequence(self, T: int) -> int:
+        """⌈T / window⌉: one optimizer update per call."""
+        return len(driver.steps_or_windows(T, self.window))
 
     def end_sequence(self, carry: FPTTDualCarry) -> FPTTDualCarry:
         """Fresh neuron states; params, optimizer state, ``w_bar`` and ``lam`` kept."""
@@ -175,7 +139,7 @@ class FPTTDual:
     def run(self, carry: FPTTDualCarry, x_seq: torch.Tensor, y_seq: torch.Tensor
             ) -> tuple[FPTTDualCarry, StepOutput]:
         """One time-major sequence ``x_seq`` [T, N, ...], ``y_seq`` [T, N, ...]; outputs [T, ...]."""
-        return run_sequence(self, carry, x_seq, y_seq)
+        return driver.run(self, carry, x_seq, y_seq)
 
 
 def fptt_dual(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation,

@@ -1,12 +1,19 @@
 r"""OTTT (Xiao et al., NeurIPS 2022): online training through time with presynaptic traces.
 
 Reference: SpikingJelly 2.0.0 ``ottt_online_training`` with ``OTTTSequential`` and ``OTTTLIFNode``.
-Each :class:`~purelearn.neurons.OTTTLIF` detaches its membrane between steps and emits
-``(spike, trace)`` with ``a_t = (1 − 1/tau)·a_{t−1} + s_t``. The next parametric layer computes its
-value from the spike and its weight gradient from the trace, while the input gradient still flows
-into the spike (see :mod:`purelearn.nn`), so::
+Each :class:`~purelearn.neurons.OTTTLIF` detaches its membrane between steps and keeps the
+presynaptic trace ``a_t = (1 − 1/tau)·a_{t−1} + s_t`` in its state. When the learner is built,
+:func:`wire` rewires the model (same params and states): an OTTTLIF feeding a parametric layer
+emits :class:`SpikeTrace` ``(s, a)``, and that layer ``f`` computes its **value from the spike** and
+its **weight gradient from the trace**, while the input gradient still flows into the spike
+(SpikingJelly's ``GradwithTrace``)::
 
+    y = f(W.detach(), s) + (f(W, a) − f(W, a).detach())
     ∂L/∂W^l = Σ_t δ^{l+1}_t · (a^l_t)ᵀ            (no terms across time)
+
+Parameter-free layers between them (pooling, flatten, dropout) are applied to both, the trace
+without gradient. A neuron takes the spike. The model itself (``model.apply``, evaluation) is not
+changed: an OTTTLIF emits its spike like any neuron.
 
 ``online=True`` (OTTT_O) updates at every step; ``online=False`` (OTTT_A) sums the per-step
 gradients and updates once, at the sequence's last step. ``outs.loss.sum()`` is the reference's
@@ -26,18 +33,21 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import torch
 
 from .. import optim, tree
-from ..neurons import Neuron
-from ..nn import Sequential, _layer_has_params
-from ._base import LossFn, StepOutput, check_model, run_sequence
-from ._per_step import per_step
+from ..layer import Layer
+from ..neurons import OTTTLIF, Neuron
+from ..nn import Sequential
+from . import _per_step, driver
+from ._checks import check_model
+from ._grad import LossFn
+from .driver import Call, StepOutput
 
-__all__ = ["OTTTCarry", "OTTT", "ottt"]
+__all__ = ["SpikeTrace", "wire", "check_ottt_model", "OTTTCarry", "OTTT", "ottt"]
 
 
 class OTTTCarry(NamedTuple):
@@ -49,16 +59,125 @@ class OTTTCarry(NamedTuple):
     grad_sum: Any
 
 
+# ----------------------------------------------------------------------------- wiring
+
+
+class SpikeTrace(NamedTuple):
+    """What a wired OTTTLIF emits: the spike (value path) and its trace (weight-gradient path)."""
+
+    spike: torch.Tensor
+    trace: torch.Tensor
+
+
+def _spike(x: Any) -> Any:
+    return x.spike if isinstance(x, SpikeTrace) else x
+
+
+@dataclass(frozen=True)
+class _Wired(Layer):
+    """A layer of the user's model in a wired one: the same params, state and init; only ``apply`` differs."""
+
+    layer: Layer
+
+    @property
+    def has_params(self) -> bool:  # type: ignore[override]
+        return self.layer.has_params
+
+    @property
+    def has_state(self) -> bool:  # type: ignore[override]
+        return self.layer.has_state
+
+    def init(self, generator: torch.Generator | None, x: Any) -> tuple[Any, Any]:
+        return self.layer.init(generator, _spike(x))
+
+    def init_state(self, x: torch.Tensor) -> Any:
+        return self.layer.init_state(x)
+
+    def draw_state(self, generator: torch.Generator, x: torch.Tensor) -> Any:
+        return self.layer.draw_state(generator, x)
+
+    def reset_state(self, state: Any) -> Any:
+        return self.layer.reset_state(state)
+
+    def inference(self) -> _Wired:
+        return replace(self, layer=self.layer.inference())
+
+
+@dataclass(frozen=True)
+class _EmitsTrace(_Wired):
+    """An OTTTLIF that emits ``SpikeTrace(spike, new_state.trace)``."""
+
+    def apply(self, params: Any, state: Any, x: torch.Tensor) -> tuple[SpikeTrace, Any]:
+        spike, state = self.layer.apply(params, state, x)
+        return SpikeTrace(spike, state.trace), state
+
+
+@dataclass(frozen=True)
+class _BothPaths(_Wired):
+    """A parameter-free layer applied to the spike and, without gradient, to the trace."""
+
+    def apply(self, params: Any, state: Any, x: SpikeTrace) -> tuple[SpikeTrace, Any]:
+        spike, new_state = self.layer.apply(params, state, x.spike)
+        with torch.no_grad():
+            trace, _ = self.layer.apply(params, state, x.trace)
+        return SpikeTrace(spike, trace), new_state
+
+
+@dataclass(frozen=True)
+class _GradFromTrace(_Wired):
+    """A parametric layer ``f``: ``y = f(W.detach(), s) + (f(W, a) − f(W, a).detach())``."""
+
+    def apply(self, params: Any, state: Any, x: SpikeTrace) -> tuple[torch.Tensor, Any]:
+        value, _ = self.layer.apply(tree.map(torch.detach, params), state, x.spike)
+        z, _ = self.layer.apply(params, state, x.trace)
+        return value + (z - z.detach()), state
+
+
+def _unwired(model: Sequential) -> tuple[Layer, ...]:
+    return tuple(m.layer if isinstance(m, _Wired) else m for m in model.layers)
+
+
+def wire(model: Sequential) -> Sequential:
+    """``model`` for OTTT's gradient: the same params/states keys, init and states; in ``apply``, every
+    OTTTLIF whose spike reaches a parametric layer (through parameter-free layers only) hands that
+    layer its trace for the weight gradient (see the module docstring). Values are ``model.apply``'s.
+
+    Idempotent: wiring a wired model gives it back. ``TypeError`` for a parametric layer with state
+    (``Recurrent``) fed by an OTTTLIF.
+    """
+    layers = _unwired(model)
+    wired: list[Layer] = list(layers)
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, OTTTLIF):
+            continue
+        j = i + 1
+        while j < len(layers) and not (isinstance(layers[j], Neuron) or layers[j].has_params):
+            j += 1
+        if j == len(layers) or isinstance(layers[j], Neuron):
+            continue  # the spike reaches a neuron or the output: no weight gradient to take from the trace
+        if layers[j].has_state:
+            raise TypeError(
+                f"{type(layers[j]).__name__} has parameters and state; it cannot take OTTT's spike+trace input"
+            )
+        wired[i] = _EmitsTrace(layer)
+        wired[i + 1:j] = [_BothPaths(m) for m in layers[i + 1:j]]
+        wired[j] = _GradFromTrace(layers[j])
+    return model if tuple(wired) == model.layers else Sequential(*wired)
+
+
+# ----------------------------------------------------------------------------- the learner
+
+
 def check_ottt_model(model: Sequential) -> None:
-    """Every parametric layer after the first neuron must be fed by an OTTTLIF (which emits a trace)."""
+    """Every parametric layer after the first neuron must be fed by an OTTTLIF (which keeps a trace)."""
     feeding: Any = None
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(_unwired(model)):
         if isinstance(layer, Neuron):
-            if _layer_has_params(layer):
+            if layer.has_params:
                 raise ValueError(f"ottt: layer {i} ({type(layer).__name__}) has parameters; OTTT supports "
                                  "parameter-free neurons only")
             feeding = (i, layer)
-        elif _layer_has_params(layer) and feeding is not None and not feeding[1].emits_trace:
+        elif layer.has_params and feeding is not None and not isinstance(feeding[1], OTTTLIF):
             j, neuron = feeding
             raise ValueError(
                 f"ottt: layer {i} ({type(layer).__name__}) has parameters and is fed by layer {j} "
@@ -69,7 +188,7 @@ def check_ottt_model(model: Sequential) -> None:
 
 @dataclass(frozen=True)
 class OTTT:
-    """The OTTT learner; build it with :func:`ottt`."""
+    """The OTTT learner; build it with :func:`ottt`. ``model`` is the wired model (:func:`wire`)."""
 
     model: Sequential
     loss_fn: LossFn
@@ -81,6 +200,7 @@ class OTTT:
         if not isinstance(self.online, bool):
             raise TypeError(f"ottt: `online` must be a bool, got {type(self.online).__name__}")
         check_ottt_model(self.model)
+        object.__setattr__(self, "model", wire(self.model))
 
     def init(self, params: Any, states: Any) -> OTTTCarry:
         """Carry for the first sequence (``grad_sum`` zeros when accumulating, else None)."""
@@ -90,15 +210,23 @@ class OTTT:
     def step(self, carry: OTTTCarry, x_t: torch.Tensor, y_t: torch.Tensor, last: bool = False
              ) -> tuple[OTTTCarry, StepOutput]:
         """One step; with ``online=False`` the update happens at ``last=True``."""
-        return per_step(self, "ottt.step", carry, x_t, y_t, last)
+        return _per_step.per_step(self, "ottt.step", carry, x_t, y_t, last)
 
     def end_sequence(self, carry: OTTTCarry) -> OTTTCarry:
         """Fresh neuron states (and traces); params and optimizer state kept."""
         return carry._replace(states=self.model.reset_states(carry.states))
 
+    def plan(self, carry: Any, T: int) -> tuple[Call, ...]:
+        """One call per step."""
+        return driver.steps(T)
+
+    def updates_per_sequence(self, T: int) -> int:
+        """T online (OTTT_O), one per sequence otherwise (OTTT_A)."""
+        return _per_step.updates_per_sequence(self.online, T)
+
     def run(self, carry: OTTTCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[OTTTCarry, StepOutput]:
         """One time-major sequence ``x_seq`` [T, N, ...], ``y_seq`` [T, N, ...]; outputs [T, ...]."""
-        return run_sequence(self, carry, x_seq, y_seq)
+        return driver.run(self, carry, x_seq, y_seq)
 
 
 def ottt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation, online: bool = True) -> OTTT:

@@ -31,14 +31,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import optree
 import torch
 
 from .. import optim, tree
 from ..neurons import SLTTLIF, Neuron
-from ..nn import Sequential, hash32
-from ._base import LossFn, StepOutput, check_model, check_sequence
-from ._per_step import per_step
+from ..nn import Sequential
+from ..random import hash32
+from . import _per_step, driver
+from ._checks import check_model
+from ._grad import LossFn
+from .driver import Call, StepOutput
 
 __all__ = ["SLTTCarry", "SLTT", "sltt"]
 
@@ -102,21 +104,25 @@ class SLTT:
     def step(self, carry: SLTTCarry, x_t: torch.Tensor, y_t: torch.Tensor, last: bool = False,
              backward: bool = True) -> tuple[SLTTCarry, StepOutput]:
         """One step; ``backward=False`` runs forward only (SLTT-K's unselected steps)."""
-        return per_step(self, "sltt.step", carry, x_t, y_t, last, backward)
+        return _per_step.per_step(self, "sltt.step", carry, x_t, y_t, last, backward)
 
     def end_sequence(self, carry: SLTTCarry) -> SLTTCarry:
         """Fresh neuron states and the next key; params and optimizer state kept."""
         return carry._replace(states=self.model.reset_states(carry.states), key=hash32(carry.key + 1))
 
+    def plan(self, carry: SLTTCarry, T: int) -> tuple[Call, ...]:
+        """One call per step; with ``k`` set, the steps outside ``selected_steps`` get ``backward=False``."""
+        if self.k is None:
+            return driver.steps(T)
+        return driver.steps(T, backward=set(self.selected_steps(carry, T)))
+
+    def updates_per_sequence(self, T: int) -> int:
+        """Online: one per backward step (T, or k); otherwise one at the end of the sequence."""
+        return _per_step.updates_per_sequence(self.online, T if self.k is None else min(self.k, T))
+
     def run(self, carry: SLTTCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[SLTTCarry, StepOutput]:
         """One time-major sequence; with ``k`` set only ``selected_steps`` run a backward pass."""
-        T = check_sequence("SLTT", x_seq, y_seq)
-        selected = set(self.selected_steps(carry, T))
-        outs = []
-        for t in range(T):
-            carry, out = self.step(carry, x_seq[t], y_seq[t], last=t == T - 1, backward=t in selected)
-            outs.append(out)
-        return self.end_sequence(carry), optree.tree_map(lambda *a: torch.stack(a), *outs)
+        return driver.run(self, carry, x_seq, y_seq)
 
 
 def sltt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation, online: bool = False,
