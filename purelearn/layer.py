@@ -83,6 +83,16 @@ def tensor_input(x: Any, owner: str) -> torch.Tensor:
     return x
 
 
+def features_input(x: Any, layer: Any) -> torch.Tensor:
+    """``x`` as a tensor [..., layer.in_features]. The layer's name is formatted only when raising (an
+    f-string of sizes on the happy path would break torch.compile graphs)."""
+    x = tensor_input(x, type(layer).__name__)
+    if x.dim() == 0 or x.shape[-1] != layer.in_features:
+        raise ValueError(f"{type(layer).__name__}({layer.in_features}, {layer.out_features}): input `x` must have "
+                         f"last dimension {layer.in_features}, got shape {tuple(x.shape)}")
+    return x
+
+
 def uniform(generator: torch.Generator | None, shape: tuple[int, ...], bound: float,
             like: torch.Tensor) -> torch.Tensor:
     """U(−bound, bound) of ``shape`` in ``like``'s dtype and device, drawn on ``generator``'s device."""

@@ -8,7 +8,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..layer import Layer, Params, as_pair, check_params, fan_in_bound, positive_int, tensor_input, uniform
+from ..layer import (
+    Layer,
+    Params,
+    as_pair,
+    check_params,
+    fan_in_bound,
+    features_input,
+    positive_int,
+    tensor_input,
+    uniform,
+)
 
 __all__ = ["Linear", "Conv2d"]
 
@@ -44,13 +54,7 @@ class Linear(Layer):
         return {k: uniform(generator, s, bound, x) for k, s in self.param_shapes().items()}, None
 
     def _check_x(self, x: Any) -> torch.Tensor:
-        x = tensor_input(x, "Linear")
-        if x.dim() == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"Linear({self.in_features}, {self.out_features}): input `x` must have last dimension "
-                f"{self.in_features}, got shape {tuple(x.shape)}"
-            )
-        return x
+        return features_input(x, self)
 
     def apply(self, params: Params, state: None, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         x = self._check_x(x)

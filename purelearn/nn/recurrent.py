@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ..layer import Layer, Params, positive_int, tensor_input
+from ..layer import Layer, Params, features_input, positive_int
 from ..neurons import Neuron
 from .linear import Linear
 
@@ -49,13 +49,7 @@ class Recurrent(Layer):
         return Linear(self.in_features + self.out_features, self.out_features, self.bias)
 
     def _check_x(self, x: Any) -> torch.Tensor:
-        x = tensor_input(x, "Recurrent")
-        if x.dim() == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"Recurrent({self.in_features}, {self.out_features}): input `x` must have last "
-                f"dimension {self.in_features}, got shape {tuple(x.shape)}"
-            )
-        return x
+        return features_input(x, self)
 
     def _y0(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros((*x.shape[:-1], self.out_features), dtype=x.dtype, device=x.device)

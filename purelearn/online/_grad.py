@@ -32,7 +32,8 @@ def grad_with_aux(objective: Callable[[Any], tuple[torch.Tensor, Any]], params: 
     Eager calls outside any transform (:func:`~purelearn.online._fused.eager_applies`) take a faster
     route with the same numbers (plain ``torch.autograd.grad`` on detached copies of the leaves; about
     a third less time per step on small networks, where functorch's per-operation wrapping dominates).
-    Inside ``vmap``, ``grad`` or ``torch.compile`` this is ``torch.func.grad`` itself. Leaves without a gradient get zeros.
+    Inside ``vmap``, ``grad`` or ``torch.compile`` this is ``torch.func.grad`` itself. Leaves without a
+    gradient get zeros.
     """
     if not eager_applies(params):
         return torch.func.grad(objective, has_aux=True)(params)

@@ -35,7 +35,7 @@ from ..nn import Sequential
 from . import driver
 from ._checks import check_model, check_window_inputs
 from ._grad import LossFn, grad_with_aux, sequence_loss
-from .driver import Call, StepOutput
+from .driver import Call, Learner, StepOutput
 
 __all__ = ["BPTTCarry", "BPTT", "bptt"]
 
@@ -49,7 +49,7 @@ class BPTTCarry(NamedTuple):
 
 
 @dataclass(frozen=True)
-class BPTT:
+class BPTT(Learner):
     """The BPTT learner; build it with :func:`bptt`."""
 
     model: Sequential
@@ -84,17 +84,6 @@ class BPTT:
         """One call: the whole sequence as one window."""
         return driver.windows(T, T)
 
-    def updates_per_sequence(self, T: int) -> int:
-        """One update per sequence."""
-        return 1
-
-    def end_sequence(self, carry: BPTTCarry) -> BPTTCarry:
-        """Fresh neuron states; params and optimizer state kept."""
-        return carry._replace(states=self.model.reset_states(carry.states))
-
-    def run(self, carry: BPTTCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[BPTTCarry, StepOutput]:
-        """One sequence: one gradient of Σ_t l_t and one update. Outputs are detached, [T, ...]."""
-        return driver.run(self, carry, x_seq, y_seq)
 
 
 def bptt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation) -> BPTT:

@@ -44,7 +44,7 @@ import torch
 from ..scan import scan
 from ._checks import check_sequence
 
-__all__ = ["StepOutput", "Call", "steps", "windows", "steps_or_windows", "run"]
+__all__ = ["StepOutput", "Call", "Learner", "steps", "windows", "steps_or_windows", "run"]
 
 
 class StepOutput(NamedTuple):
@@ -150,3 +150,28 @@ def run(learner: Any, carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor,
         pieces.append(out)
     outs = pieces[0] if len(pieces) == 1 else optree.tree_map(lambda *a: torch.cat(a), *pieces)
     return learner.end_sequence(carry), outs
+
+
+class Learner:
+    """What the learners share: ``run`` is :func:`run` over ``plan``, which is one call per step or per
+    window of ``window`` steps unless a learner says otherwise; ``end_sequence`` gives fresh neuron
+    states (a learner with per-sequence state of its own extends it)."""
+
+    window: int = 1
+
+    def plan(self, carry: Any, T: int) -> tuple[Call, ...]:
+        """One call per step (``window`` 1) or per window of ``window`` steps (the last may be shorter)."""
+        return steps_or_windows(T, self.window)
+
+    def updates_per_sequence(self, T: int) -> int:
+        """Optimizer updates in a sequence of T steps: one per call of the plan."""
+        return len(self.plan(None, T))
+
+    def end_sequence(self, carry: Any) -> Any:
+        """Ready for the next sequence: fresh neuron states; the rest kept."""
+        return carry._replace(states=self.model.reset_states(carry.states))  # type: ignore[attr-defined]
+
+    def run(self, carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[Any, StepOutput]:
+        """One time-major sequence ``x_seq`` [T, N, ...], ``y_seq`` [T, N, ...] (:func:`run`); outputs
+        [T, ...], and a carry ready for the next sequence."""
+        return run(self, carry, x_seq, y_seq)

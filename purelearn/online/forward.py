@@ -27,10 +27,9 @@ from typing import Any, NamedTuple
 import torch
 
 from ..nn import Sequential
-from . import driver
 from ._checks import check_network, check_step_inputs
 from ._grad import LossFn, forward_only
-from .driver import Call, StepOutput
+from .driver import Learner, StepOutput
 
 __all__ = ["ForwardCarry", "Forward", "forward"]
 
@@ -43,7 +42,7 @@ class ForwardCarry(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Forward:
+class Forward(Learner):
     """The forward-only learner; build it with :func:`forward`."""
 
     model: Sequential
@@ -63,21 +62,10 @@ class Forward:
         loss, y_hat, states = forward_only(self.model, self.loss_fn, carry.params, carry.states, x_t, y_t)
         return carry._replace(states=states), StepOutput(loss, y_hat)
 
-    def plan(self, carry: Any, T: int) -> tuple[Call, ...]:
-        """One call per step."""
-        return driver.steps(T)
-
     def updates_per_sequence(self, T: int) -> int:
         """None: the forward pass updates nothing."""
         return 0
 
-    def end_sequence(self, carry: ForwardCarry) -> ForwardCarry:
-        """Fresh neuron states."""
-        return carry._replace(states=self.model.reset_states(carry.states))
-
-    def run(self, carry: ForwardCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[ForwardCarry, StepOutput]:
-        """One time-major sequence ``x_seq`` [T, N, ...]; outputs [T, ...]."""
-        return driver.run(self, carry, x_seq, y_seq)
 
 
 def forward(model: Sequential, loss_fn: LossFn) -> Forward:

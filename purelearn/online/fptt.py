@@ -52,11 +52,10 @@ import torch
 
 from .. import optim, tree
 from ..nn import Sequential
-from . import driver
 from ._checks import check_like_params, check_model, check_positive, check_update_inputs, check_window
 from ._fused import map_elementwise
 from ._grad import LossFn, grad_with_aux, step_objective
-from .driver import Call, StepOutput
+from .driver import Learner, StepOutput
 
 __all__ = ["FPTTCarry", "FPTT", "fptt"]
 
@@ -87,7 +86,7 @@ def _running_average(ra: torch.Tensor, w: torch.Tensor, g: torch.Tensor, alpha: 
 
 
 @dataclass(frozen=True)
-class FPTT:
+class FPTT(Learner):
     """The FPTT learner; build it with :func:`fptt`. See the module docstring for the equations."""
 
     model: Sequential
@@ -136,23 +135,11 @@ class FPTT:
             w_ra = map_elementwise(lambda ra, w, g: _running_average(ra, w, g, alpha), w_ra, params, grad_last)
         return FPTTCarry(params, states, opt_state, w_ra, grad_last), StepOutput(loss, y_hat)
 
-    def plan(self, carry: Any, T: int) -> tuple[Call, ...]:
-        """One call per step (``window`` 1) or per window of ``window`` steps (the last may be shorter)."""
-        return driver.steps_or_windows(T, self.window)
-
-    def updates_per_sequence(self, T: int) -> int:
-        """⌈T / window⌉: one optimizer update per call."""
-        return len(driver.steps_or_windows(T, self.window))
-
     def end_sequence(self, carry: FPTTCarry) -> FPTTCarry:
         """Ready for the next sequence: fresh neuron states, ``grad_last`` zero; the rest kept."""
         return carry._replace(states=self.model.reset_states(carry.states),
                               grad_last=tree.zeros_like(carry.grad_last))
 
-    def run(self, carry: FPTTCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[FPTTCarry, StepOutput]:
-        """One time-major sequence ``x_seq`` [T, N, ...], ``y_seq`` [T, N, ...] (in windows of ``window``
-        steps); outputs [T, ...]."""
-        return driver.run(self, carry, x_seq, y_seq)
 
 
 def fptt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation,

@@ -38,11 +38,10 @@ import torch
 
 from .. import optim, tree
 from ..nn import Sequential
-from . import driver
 from ._checks import check_like_params, check_model, check_positive, check_update_inputs, check_window
 from ._fused import map_elementwise
 from ._grad import LossFn, grad_with_aux, step_objective
-from .driver import Call, StepOutput
+from .driver import Learner, StepOutput
 
 __all__ = ["FPTTDualCarry", "FPTTDual", "fptt_dual"]
 
@@ -69,7 +68,7 @@ def _regulariser_grad(w: torch.Tensor, w_bar: torch.Tensor, lam: torch.Tensor, a
 
 
 @dataclass(frozen=True)
-class FPTTDual:
+class FPTTDual(Learner):
     """The dual-variable FPTT learner; build it with :func:`fptt_dual`."""
 
     model: Sequential
@@ -120,26 +119,10 @@ class FPTTDual:
                          carry.w_bar, params, lam)
         return FPTTDualCarry(params, states, opt_state, w_bar, lam), StepOutput(loss, y_hat)
 
-    def plan(self, carry: Any, T: int) -> tuple[Call, ...]:
-        """One call per step (``window`` 1) or per window of ``window`` steps (the last may be shorter)."""
-        return driver.steps_or_windows(T, self.window)
-
-    def updates_per_sequence(self, T: int) -> int:
-        """⌈T / window⌉: one optimizer update per call."""
-        return len(driver.steps_or_windows(T, self.window))
-
-    def end_sequence(self, carry: FPTTDualCarry) -> FPTTDualCarry:
-        """Fresh neuron states; params, optimizer state, ``w_bar`` and ``lam`` kept."""
-        return carry._replace(states=self.model.reset_states(carry.states))
-
     def reset_params_to_mean(self, carry: FPTTDualCarry) -> FPTTDualCarry:
         """The authors' end-of-epoch reset ``W ← W̄`` (λ and the optimizer state kept)."""
         return carry._replace(params=tree.clone(carry.w_bar))
 
-    def run(self, carry: FPTTDualCarry, x_seq: torch.Tensor, y_seq: torch.Tensor
-            ) -> tuple[FPTTDualCarry, StepOutput]:
-        """One time-major sequence ``x_seq`` [T, N, ...], ``y_seq`` [T, N, ...]; outputs [T, ...]."""
-        return driver.run(self, carry, x_seq, y_seq)
 
 
 def fptt_dual(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation,

@@ -42,10 +42,10 @@ from .. import optim, tree
 from ..layer import Layer
 from ..neurons import OTTTLIF, Neuron
 from ..nn import Sequential
-from . import _per_step, driver
+from . import _per_step
 from ._checks import check_model
 from ._grad import LossFn
-from .driver import Call, StepOutput
+from .driver import Learner, StepOutput
 
 __all__ = ["SpikeTrace", "wire", "check_ottt_model", "OTTTCarry", "OTTT", "ottt"]
 
@@ -187,7 +187,7 @@ def check_ottt_model(model: Sequential) -> None:
 
 
 @dataclass(frozen=True)
-class OTTT:
+class OTTT(Learner):
     """The OTTT learner; build it with :func:`ottt`. ``model`` is the wired model (:func:`wire`)."""
 
     model: Sequential
@@ -212,21 +212,10 @@ class OTTT:
         """One step; with ``online=False`` the update happens at ``last=True``."""
         return _per_step.per_step(self, "ottt.step", carry, x_t, y_t, last)
 
-    def end_sequence(self, carry: OTTTCarry) -> OTTTCarry:
-        """Fresh neuron states (and traces); params and optimizer state kept."""
-        return carry._replace(states=self.model.reset_states(carry.states))
-
-    def plan(self, carry: Any, T: int) -> tuple[Call, ...]:
-        """One call per step."""
-        return driver.steps(T)
-
     def updates_per_sequence(self, T: int) -> int:
         """T online (OTTT_O), one per sequence otherwise (OTTT_A)."""
         return _per_step.updates_per_sequence(self.online, T)
 
-    def run(self, carry: OTTTCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[OTTTCarry, StepOutput]:
-        """One time-major sequence ``x_seq`` [T, N, ...], ``y_seq`` [T, N, ...]; outputs [T, ...]."""
-        return driver.run(self, carry, x_seq, y_seq)
 
 
 def ottt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation, online: bool = True) -> OTTT:

@@ -40,7 +40,7 @@ from ..random import hash32
 from . import _per_step, driver
 from ._checks import check_model
 from ._grad import LossFn
-from .driver import Call, StepOutput
+from .driver import Call, Learner, StepOutput
 
 __all__ = ["SLTTCarry", "SLTT", "sltt"]
 
@@ -67,7 +67,7 @@ def check_sltt_model(model: Sequential) -> None:
 
 
 @dataclass(frozen=True)
-class SLTT:
+class SLTT(Learner):
     """The SLTT / SLTT-K learner; build it with :func:`sltt`."""
 
     model: Sequential
@@ -120,9 +120,6 @@ class SLTT:
         """Online: one per backward step (T, or k); otherwise one at the end of the sequence."""
         return _per_step.updates_per_sequence(self.online, T if self.k is None else min(self.k, T))
 
-    def run(self, carry: SLTTCarry, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[SLTTCarry, StepOutput]:
-        """One time-major sequence; with ``k`` set only ``selected_steps`` run a backward pass."""
-        return driver.run(self, carry, x_seq, y_seq)
 
 
 def sltt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation, online: bool = False,
