@@ -1,6 +1,6 @@
-"""``python -m purelearn``: the same command line as ``purelearn`` (see :mod:`purelearn.cli`)."""
+"""``python -m purelearn``: the same command line as ``purelearn`` (see :mod:`purelearn.app.cli`)."""
 
-from .cli import main
+from .app.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

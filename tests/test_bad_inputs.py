@@ -166,7 +166,16 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
                         r"trees\[1\] has structure"),
     "scan-length-zero": (lambda: scan(lambda c, x: (c, x), 0, torch.zeros(0, 2)), ValueError, r"length 0"),
     "grid-empty-axis": (lambda: sweep.grid(lr=[]), ValueError, r"`lr` must be a non-empty list"),
+    # ---- the application's configuration
+    "config-bad-value": (lambda: _app().Config(lr=-1.0).validate(), ValueError,
+                         r"^`lr` must be a number > 0, got -1.0$"),
 }
+
+
+def _app():  # imported on use: the rest of the catalogue needs no application (sklearn, tqdm)
+    from purelearn import app
+
+    return app
 
 
 def catalogue_ids() -> list[str]:

@@ -9,7 +9,8 @@ import optree
 import pytest
 import torch
 
-from purelearn import checkpoint, models, train
+from purelearn import app, checkpoint
+from purelearn.app import registry, report, task
 from purelearn.neurons import ALIFState, LIFState, OTTTLIFState
 from purelearn.nn import RecurrentState
 from purelearn.online import BPTTCarry, FPTTCarry, FPTTDualCarry, OTTTCarry, SLTTCarry
@@ -22,15 +23,16 @@ CARRY_TYPES = {"fptt": FPTTCarry, "fptt-dual": FPTTDualCarry, "ottt": OTTTCarry,
 def _trained_carry(algo: str, model_name: str = "mlp"):
     """A carry after one short sequence, so states, optimizer moments and algorithm state are non-trivial."""
     step_shape = (1,) if model_name == "alif-rnn" else (6,)
-    model = models.build(model_name, algo, step_shape, 3, hidden=5)
+    model = registry.build_model(model_name, algo, step_shape, 3, hidden=5)
     x_seq = torch.rand(4, 2, *step_shape, generator=torch.Generator().manual_seed(1)).bernoulli()
     params, states = model.init(torch.Generator().manual_seed(0), x_seq[0])
-    learner = train.make_learner(algo, model, train.make_optimizer("adam", 1e-2), k=2, seed=3)
-    weights = train.time_weights("uniform", 4)
-    carry, _ = learner.run(learner.init(params, states), x_seq, train.targets(torch.tensor([0, 2]), weights, 3))
+    options = {"k": 2, "seed": 3} if "k" in registry.ALGORITHMS[algo].reads else {}
+    learner = registry.make_learner(algo, model, registry.make_optimizer("adam", 1e-2), **options)
+    weights = task.time_weights("uniform", 4)
+    carry, _ = learner.run(learner.init(params, states), x_seq, task.targets(torch.tensor([0, 2]), weights, 3))
     # one step into the next sequence: neuron states are [N, ...] tensors, not fresh 0-d ones
     if algo != "bptt":
-        carry, _ = learner.step(carry, x_seq[0], train.targets(torch.tensor([0, 2]), weights, 3)[0])
+        carry, _ = learner.step(carry, x_seq[0], task.targets(torch.tensor([0, 2]), weights, 3)[0])
     return carry
 
 
@@ -150,7 +152,7 @@ def test_named_tuple_types_outside_purelearn_are_never_instantiated():
     node = {"namedtuple": "os.stat_result", "fields": []}
     with pytest.raises(checkpoint.CheckpointError, match="outside the allowed modules"):
         checkpoint.decode_tree(node, [])
-    node = {"namedtuple": "purelearn.train.Config", "fields": []}  # a class, but not a NamedTuple
+    node = {"namedtuple": "purelearn.app.config.Config", "fields": []}  # a class, but not a NamedTuple
     with pytest.raises(checkpoint.CheckpointError, match="not a NamedTuple"):
         checkpoint.decode_tree(node, [])
     node = {"namedtuple": "purelearn.online.NoSuchCarry", "fields": []}
@@ -184,22 +186,22 @@ def _strip_config(path, *keys):
 def test_a_checkpoint_from_before_fptt_windows_resumes_per_step_fptt(tmp_path):
     """Checkpoints written before --window/--reduction/--second-forward/--predict existed ran FPTT per step
     in SpikingJelly's form, predicting with the loss weights: resuming one continues that run exactly."""
-    old_style = train.Config(algo="fptt", window=1, reduction="mean", second_forward="post", weighting="late",
+    old_style = app.Config(algo="fptt", window=1, reduction="mean", second_forward="post", weighting="late",
                              predict="late", **TINY_SEQ)
-    full = train.fit(old_style)
-    train.fit(dataclasses.replace(old_style, epochs=1), str(tmp_path), plot=False)
-    _strip_config(tmp_path / train.CHECKPOINT, "window", "reduction", "second_forward", "predict")
-    resumed = train.fit(train.Config(), resume=str(tmp_path), plot=False, epochs=2)
+    full = app.fit(old_style)
+    app.fit(dataclasses.replace(old_style, epochs=1), str(tmp_path), plot=False)
+    _strip_config(tmp_path / report.CHECKPOINT, "window", "reduction", "second_forward", "predict")
+    resumed = app.fit(app.Config(), resume=str(tmp_path), plot=False, epochs=2)
     assert (resumed.config.window, resumed.config.reduction, resumed.config.second_forward,
             resumed.config.predict) == (1, "mean", "post", "late")
     _assert_identical(resumed.carry.params, full.carry.params)
 
 
 def test_a_checkpoint_whose_params_do_not_fit_the_model_is_refused_in_one_line(tmp_path):
-    train.fit(train.Config(algo="bptt", **{**TINY_SEQ, "epochs": 1}), str(tmp_path), plot=False)
-    path = tmp_path / train.CHECKPOINT
+    app.fit(app.Config(algo="bptt", **{**TINY_SEQ, "epochs": 1}), str(tmp_path), plot=False)
+    path = tmp_path / report.CHECKPOINT
     state = checkpoint.load(path)
     state["carry"].params["1"].pop("neuron")  # as alif-rnn was before its time constants were trained
     checkpoint.save(path, state)
     with pytest.raises(checkpoint.CheckpointError, match=r"does not fit model 'alif-rnn'.*start a new run"):
-        train.fit(train.Config(), resume=str(tmp_path), plot=False, epochs=2)
+        app.fit(app.Config(), resume=str(tmp_path), plot=False, epochs=2)

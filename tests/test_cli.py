@@ -13,8 +13,8 @@ import optree
 import pytest
 import torch
 
-from purelearn import checkpoint, train
-from purelearn.cli import main
+from purelearn import app, checkpoint, online
+from purelearn.app.cli import main
 
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
@@ -55,7 +55,7 @@ def test_train_runs_end_to_end_and_writes_metrics_plot_and_checkpoint(tmp_path, 
                                "num_classes": 10, "step_shape": [1, 8, 8]}
     assert (out / "learning_curve.png").read_bytes()[:8] == PNG_MAGIC
     state = checkpoint.load(out / "checkpoint.pt")
-    assert state["epoch"] == 1 and isinstance(state["carry"], train.online.FPTTCarry)
+    assert state["epoch"] == 1 and isinstance(state["carry"], online.FPTTCarry)
 
 
 @pytest.mark.parametrize("algo, data", [("fptt", "digits"), ("fptt-dual", "digits"), ("ottt", "digits"),
@@ -136,9 +136,9 @@ def test_sweep_of_a_2x2_grid_writes_outputs_and_equals_single_runs(tmp_path, cap
     accs = [float(r["test_accuracy"]) for r in rows]
     assert accs == sorted(accs, reverse=True)
     assert (out / "sweep.png").read_bytes()[:8] == PNG_MAGIC
-    base = train.Config(epochs=1, limit=64, T=4, hidden=16, batch_size=32, data_seed=0)
+    base = app.Config(epochs=1, limit=64, T=4, hidden=16, batch_size=32, data_seed=0)
     for row in result["rows"]:
-        single = train.fit(dataclasses.replace(base, lr=row["lr"], alpha=row["alpha"]))
+        single = app.fit(dataclasses.replace(base, lr=row["lr"], alpha=row["alpha"]))
         for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss"):
             assert abs(row[key] - single.metrics[key]) <= 1e-5, (row, key, single.metrics[key])
 
@@ -161,8 +161,8 @@ def test_compare_runs_each_algorithm_in_its_own_process(tmp_path, capsys):
     code, stdout, err = _run(capsys, "compare", "--algos", "fptt,bptt", "--epochs", "1", *TINY, "--window", "2",
                              "--out", str(out), "--no-plot")
     assert code == 0, err  # --window is FPTT's: it reaches fptt, and bptt (which refuses it) runs without
-    args = json.loads((out / "compare.json").read_text())["train_args"]
-    assert "--window" in args["fptt"] and "--window" not in args["bptt"]
+    configs = json.loads((out / "compare.json").read_text())["configs"]
+    assert configs["fptt"]["window"] == 2 and configs["bptt"]["window"] is None
     assert json.loads((out / "fptt" / "metrics.json").read_text())["config"]["window"] == 2
     lines = stdout.splitlines()
     assert lines[0].split()[:3] == ["algo", "model", "test"]
@@ -173,6 +173,31 @@ def test_compare_runs_each_algorithm_in_its_own_process(tmp_path, capsys):
         assert r["peak_memory_kind"] == "cpu_max_rss" and r["peak_memory_mib"] > 0
         assert os.path.exists(out / r["algo"] / "metrics.json")
     assert (out / "compare.csv").exists()
+
+
+@pytest.mark.slow
+def test_compare_on_a_sequential_user_file_trains_the_recurrent_model_with_every_algorithm_that_can(tmp_path, capsys):
+    """The default model and the default list of algorithms both follow the data's encoding, not its name:
+    a file saved with encoding "sequential" gets alif-rnn, and no OTTT row (OTTT has no recurrent form)."""
+    path = tmp_path / "my_seq.pt"
+    x = torch.rand(24, 6, generator=torch.Generator().manual_seed(0))
+    torch.save({"x": x, "y": (x.sum(1) > 3).long(), "encoding": "sequential"}, path)
+    out = tmp_path / "cmp"
+    code, stdout, err = _run(capsys, "compare", "--data", str(path), "--epochs", "1", "--hidden", "4",
+                             "--out", str(out), "--no-plot")
+    assert code == 0, (stdout, err)
+    rows = json.loads((out / "compare.json").read_text())["rows"]
+    assert [r["algo"] for r in rows] == ["fptt", "fptt-dual", "sltt", "sltt-k", "bptt"]
+    assert all(r["model"] == "alif-rnn" and r["T"] == 6 and "error" not in r for r in rows)
+
+
+def test_a_failing_algorithm_is_a_row_with_its_error_and_exit_code_1(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code, stdout, _ = _run(capsys, "compare", "--algos", "ottt", "--model", "alif-rnn", "--data", "seq-digits",
+                           "--epochs", "1", "--out", str(out), "--no-plot")
+    assert code == 1 and "failed: --model 'alif-rnn' cannot be trained with ottt" in stdout
+    row = json.loads((out / "compare.json").read_text())["rows"][0]
+    assert row["algo"] == "ottt" and "OTTT has no recurrent form" in row["error"]
 
 
 # ----------------------------------------------------------------------------- help and errors

@@ -1,4 +1,4 @@
-"""The ``purelearn`` command line: ``train``, ``sweep`` and ``compare``.
+"""The ``purelearn`` command line: ``train``, ``sweep`` and ``compare``, flags mapped onto one :class:`Config`.
 
     purelearn train                                  # FPTT, rate-coded digits, 30 epochs
     purelearn train --algo bptt --data seq-digits --out runs/bptt-seq
@@ -6,26 +6,51 @@
     purelearn sweep --algo fptt --lr 0.001,0.003,0.01 --alpha 0.05:0.2:3 --epochs 10
     purelearn compare --data digits --out runs/compare
 
-Errors in the arguments or the data are one line on stderr and exit code 2. ``PURELEARN_DEBUG=1``
-shows the traceback instead.
+Every flag of a run is a :class:`Config` field (``--batch-size`` is ``batch_size``); the errors of
+the configuration name fields, and :func:`flag_message` turns them into flags. Errors in the
+arguments or the data are one line on stderr and exit code 2. ``PURELEARN_DEBUG=1`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import functools
 import os
+import re
 import sys
 from typing import Any, NoReturn
 
 import torch
 
-from . import checkpoint, models, train
+from .. import checkpoint, models
+from . import registry, report, task
+from .compare import compare, configs_for
+from .config import Config
+from .errors import ConfigError
+from .loop import fit
+from .sweeps import SWEEPABLE, parse_values, sweep_fit
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "flag", "flag_message"]
 
 EXIT_USAGE = 2
 RESUMABLE = {"epochs", "out", "no_plot", "quiet", "resume", "threads"}
+FIELDS = {f.name for f in dataclasses.fields(Config)}
+#: Fields whose flag is not ``--`` + the field name with dashes.
+_FLAGS = {"out_dir": "--out"}
+DEFAULTS = Config()
+
+
+def flag(field: str) -> str:
+    """The command-line flag of config field ``field`` (``batch_size`` → ``--batch-size``)."""
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def flag_message(message: str) -> str:
+    """``message`` with every field named in backticks spelled as its flag (``` `lr` ``` → ``--lr``)."""
+    return re.sub(r"`(\w+)`", lambda m: flag(m[1]) if m[1] in FIELDS or m[1] in _FLAGS else m[0], message)
 
 
 class UsageError(Exception):
@@ -55,36 +80,33 @@ def _bounded(text: str, convert: type, low: float, strict: bool) -> Any:
     return v
 
 
-def _positive_int(text: str) -> int:
-    return _bounded(text, int, 1, strict=False)
+_positive_int = functools.partial(_bounded, convert=int, low=1, strict=False)
+_nonneg_int = functools.partial(_bounded, convert=int, low=0, strict=False)
+_nonneg_float = functools.partial(_bounded, convert=float, low=0, strict=False)
+_positive_float = functools.partial(_bounded, convert=float, low=0, strict=True)
 
 
-def _nonneg_int(text: str) -> int:
-    return _bounded(text, int, 0, strict=False)
+def _per_data(field: str, algo: str = "fptt") -> tuple[Any, Any]:
+    """The default of ``field`` for ``algo`` on (sequential, other) data."""
+    return registry.defaults(algo, "sequential", 64)[field], registry.defaults(algo, "rate", 16)[field]
 
 
-def _nonneg_float(text: str) -> float:
-    return _bounded(text, float, 0, strict=False)
-
-
-def _positive_float(text: str) -> float:
-    return _bounded(text, float, 0, strict=True)
-
-
-DEFAULTS = train.Config()
-LR_HELP = "; ".join(
-    f"{'sequential data' if enc == 'sequential' else 'other data'}: "
-    + ", ".join(f"{a} {lr:g}" for a, lr in d["lr"].items()) for enc, d in train.DEFAULTS.items())
+def _lr_help() -> str:
+    return "; ".join(
+        f"{'sequential data' if encoding == 'sequential' else 'other data'}: "
+        + ", ".join(f"{algo} {registry.defaults(algo, encoding, 16)['lr']:g}" for algo in registry.ALGORITHMS)
+        for encoding in ("sequential", "rate"))
 
 
 def _add_run_options(p: argparse.ArgumentParser, sweep: bool = False, compare: bool = False) -> None:
     """Options shared by train / sweep / compare. Defaults are None here so that explicit ones are known."""
+    seq_model, other_model = _per_data("model")
     g = p.add_argument_group("what to train")
     if not compare:
-        g.add_argument("--algo", choices=models.ALGOS, default=None, metavar="ALGO",
-                       help=f"learning algorithm: {', '.join(models.ALGOS)} (default: {DEFAULTS.algo}). "
-                            "ottt = OTTT_O (update per step), ottt-a = OTTT_A (per sequence); sltt accumulates "
-                            "over the sequence; sltt-k back-propagates at --k random steps only")
+        g.add_argument("--algo", choices=tuple(registry.ALGORITHMS), default=None, metavar="ALGO",
+                       help=f"learning algorithm (default: {DEFAULTS.algo}): "
+                            + "; ".join(f"{name} = {flag_message(spec.summary)}"
+                                        for name, spec in registry.ALGORITHMS.items()))
     g.add_argument("--data", default=None, metavar="DATA",
                    help="digits (rate-coded sklearn digits, T=16), seq-digits (one pixel per step, T=64) or "
                         "the path of a torch.save file {'x', 'y', 'encoding'} (see purelearn.data) "
@@ -92,73 +114,79 @@ def _add_run_options(p: argparse.ArgumentParser, sweep: bool = False, compare: b
     g.add_argument("--model", choices=models.MODELS, default=None, metavar="MODEL",
                    help="mlp (Flatten-Linear-256 LIF-Linear readout), conv (2 conv+LIF layers, readout) or "
                         "alif-rnn (recurrent ALIF layer of 128 with trained time constants, readout); the neuron "
-                        "type follows --algo "
-                        "(default: alif-rnn for sequential data, else mlp)")
+                        f"type follows --algo (default: {seq_model} for sequential data, else {other_model})")
     g.add_argument("--T", type=_positive_int, default=None,
                    help="time steps of the rate code (default: 16; the sequential encoding has one step per pixel)")
     g.add_argument("--hidden", type=_positive_int, default=None,
-                   help="hidden width (default: 256 for mlp, 16 channels for conv, 128 for alif-rnn)")
+                   help=f"hidden width (default: {models.HIDDEN['mlp']} for mlp, {models.HIDDEN['conv']} channels "
+                        f"for conv, {models.HIDDEN['alif-rnn']} for alif-rnn)")
     g.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                    help="use only the first N training samples and N/4 test samples (quick runs)")
-    g.add_argument("--weighting", choices=train.WEIGHTINGS, default=None,
+    seq_w, other_w = _per_data("weighting", "bptt")
+    g.add_argument("--weighting", choices=task.WEIGHTINGS, default=None,
                    help="time weights w_t of the per-step loss: uniform, ramp ((t+1)/T), late (1 on the last "
-                        "quarter of the steps) or last (default: sequential data: ramp for fptt and fptt-dual, "
-                        "late for the others; else uniform)")
-    g.add_argument("--predict", choices=train.WEIGHTINGS, default=None,
-                   help="time weights of the prediction argmax Σ_t w_t z_t, the same choices (default: late for "
-                        "sequential data, else uniform; the same for every algorithm)")
+                        f"quarter of the steps) or last (default: sequential data: {_per_data('weighting')[0]} for "
+                        f"fptt and fptt-dual, {seq_w} for the others; else {other_w})")
+    seq_p, other_p = _per_data("predict")
+    g.add_argument("--predict", choices=task.WEIGHTINGS, default=None,
+                   help="time weights of the prediction argmax Σ_t w_t z_t, the same choices (default: "
+                        f"{seq_p} for sequential data, else {other_p}; the same for every algorithm)")
     h = p.add_argument_group("hyperparameters")
+    alpha = _per_data("alpha")[1]
+    tau_help = (f"(default: {models.DEFAULT_TAU['mlp']:g} for LIF, {models.DEFAULT_TAU['alif-rnn']:g} for "
+                "alif-rnn, where it is the initial value of the trained tau_m)")
     if sweep:
         h.add_argument("--lr", default=None, metavar="LIST",
                        help="learning rates, e.g. 0.001,0.003,0.01 or a range 0.001:0.01:3[:log] "
-                            f"(default: per algorithm: {LR_HELP})")
+                            f"(default: per algorithm: {_lr_help()})")
         h.add_argument("--alpha", default=None, metavar="LIST",
-                       help=f"FPTT regularisation strength(s) (default: {train.DEFAULTS['other']['alpha']:g})")
-        h.add_argument("--tau", default=None, metavar="LIST",
-                       help="membrane time constant(s) (default: 2 for LIF, "
-                            f"{models.DEFAULT_TAU['alif-rnn']:g} for alif-rnn, where it is the initial value of "
-                            "the trained tau_m)")
+                       help=f"FPTT regularisation strength(s) (default: {alpha:g})")
+        h.add_argument("--tau", default=None, metavar="LIST", help=f"membrane time constant(s) {tau_help}")
         h.add_argument("--seed", default=None, metavar="LIST",
                        help="seeds of the initial parameters, e.g. 0,1,2 or 0:4:5 (default: 0)")
     else:
         h.add_argument("--lr", type=_positive_float, default=None,
-                       help=f"peak learning rate (default: per algorithm: {LR_HELP})")
+                       help=f"peak learning rate (default: per algorithm: {_lr_help()})")
         h.add_argument("--alpha", type=_positive_float, default=None,
-                       help=f"FPTT / FPTT-dual regularisation strength (default: {train.DEFAULTS['other']['alpha']:g})")
-        h.add_argument("--tau", type=_positive_float, default=None,
-                       help="membrane time constant (default: 2 for LIF neurons, "
-                            f"{models.DEFAULT_TAU['alif-rnn']:g} for alif-rnn, where it is the initial value of "
-                            "the trained tau_m)")
+                       help=f"FPTT / FPTT-dual regularisation strength (default: {alpha:g})")
+        h.add_argument("--tau", type=_positive_float, default=None, help=f"membrane time constant {tau_help}")
         h.add_argument("--seed", type=_nonneg_int, default=None,
                        help=f"seed of the initial parameters (and of the data order unless --data-seed) "
                             f"(default: {DEFAULTS.seed})")
     h.add_argument("--beta", type=_positive_float, default=None,
                    help=f"FPTT-dual running-mean rate (default: {DEFAULTS.beta:g})")
-    seq_form, other_form = train.DEFAULTS["sequential"]["fptt"], train.DEFAULTS["other"]["fptt"]
+    (seq_window, other_window), (seq_red, other_red), (seq_sf, other_sf) = (
+        _per_data(name) for name in ("window", "reduction", "second_forward"))
     h.add_argument("--window", type=_positive_int, default=None,
-                   help="fptt, fptt-dual: time steps per update; the loss of a window is back-propagated "
-                        f"through its steps (default: {seq_form['window']} for sequential data, the paper's "
-                        f"form; else {other_form['window']}, SpikingJelly's per-step form)")
-    h.add_argument("--reduction", choices=train.REDUCTIONS, default=None,
+                   help=f"{', '.join(registry.takers('window'))}: time steps per update; the loss of a window is "
+                        f"back-propagated through its steps (default: {seq_window} for sequential data, the "
+                        f"paper's form; else {other_window}, SpikingJelly's per-step form)")
+    h.add_argument("--reduction", choices=registry.OPTION_CHOICES["reduction"], default=None,
                    help="fptt: the regulariser as a per-tensor mean (SpikingJelly) or a squared norm (the paper) "
-                        f"(default: {seq_form['reduction']} for sequential data, else {other_form['reduction']})")
-    h.add_argument("--second-forward", choices=train.SECOND_FORWARDS, default=None,
+                        f"(default: {seq_red} for sequential data, else {other_red})")
+    h.add_argument("--second-forward", choices=registry.OPTION_CHOICES["second_forward"], default=None,
                    help="fptt: the gradient at the updated weights from the state after the window "
-                        f"(SpikingJelly) or before it (the paper) (default: {seq_form['second_forward']} for "
-                        f"sequential data, else {other_form['second_forward']})")
+                        f"(SpikingJelly) or before it (the paper) (default: {seq_sf} for sequential data, "
+                        f"else {other_sf})")
     h.add_argument("--k", type=_positive_int, default=None,
                    help="sltt-k: number of time steps with a backward pass (default: T/4)")
     h.add_argument("--epochs", type=_positive_int, default=None,
                    help=f"number of epochs (with --resume: the new total) (default: {DEFAULTS.epochs})")
+    seq_batch, other_batch = _per_data("batch_size")
     h.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="samples per batch (default: 32 for sequential data, else 64)")
-    h.add_argument("--optimizer", choices=train.OPTIMIZERS, default=None,
+                   help=f"samples per batch (default: {seq_batch} for sequential data, else {other_batch})")
+    h.add_argument("--optimizer", choices=tuple(registry.OPTIMIZERS), default=None,
                    help=f"adam, sgd (momentum 0.9) or adamw (weight decay 0.01) (default: {DEFAULTS.optimizer})")
+    seq_clip, other_clip = _per_data("clip")
     h.add_argument("--clip", type=_nonneg_float, default=None, metavar="NORM",
-                   help="clip gradients to this global norm before the optimizer, 0: off (default: 1 for "
-                        "sequential data, else 0)")
-    h.add_argument("--schedule", choices=train.SCHEDULES, default=None,
-                   help=f"learning-rate schedule over the epochs (default: {DEFAULTS.schedule})")
+                   help="clip gradients to this global norm before the optimizer, 0: off (default: "
+                        f"{seq_clip:g} for sequential data, else {other_clip:g})")
+    h.add_argument("--schedule", choices=tuple(registry.SCHEDULES), default=None,
+                   help="learning-rate schedule over the epochs: cosine lr·½(1+cos(π e/E)) at epoch e of E, or "
+                        f"constant (default: {DEFAULTS.schedule})")
+    h.add_argument("--warmup", type=_nonneg_int, default=None, metavar="EPOCHS",
+                   help="epochs of linear learning-rate warm-up, lr·(e+1)/(W+1) at epoch e < W, before the "
+                        f"schedule (default: {DEFAULTS.warmup})")
     h.add_argument("--data-seed", type=_nonneg_int, default=None,
                    help="seed of the data order and spike draws (default: --seed; sweeps: 0)")
     r = p.add_argument_group("running")
@@ -168,10 +196,11 @@ def _add_run_options(p: argparse.ArgumentParser, sweep: bool = False, compare: b
                         "fastest and does not oversubscribe a shared machine)")
     if not sweep:
         r.add_argument("--compile", action="store_true", default=None,
-                       help="wrap the learner's step in torch.compile (slow to start on CPU; same numbers)")
+                       help="compile the learner's steps with torch.compile (slow to start on CPU; same numbers)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``purelearn`` and its three commands."""
     parser = _Parser(prog="purelearn", formatter_class=_Formatter,
                      description="Train spiking networks online (FPTT, FPTT-dual, OTTT, SLTT) or with BPTT.",
                      epilog="Run 'purelearn COMMAND --help' for the options of each command.")
@@ -223,31 +252,33 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", formatter_class=_Formatter,
                        help="train each algorithm in turn and tabulate accuracy, time and peak memory",
                        description=(
-                           "Run 'purelearn train' once per algorithm, each in a fresh process (so the peak memory\n"
-                           "is that algorithm's), with the same options, into --out DIR/ALGO. Prints the table and\n"
-                           "writes compare.csv and compare.json to --out DIR."),
+                           "Train once per algorithm, each in a fresh process (so the peak memory is that\n"
+                           "algorithm's), with the same options (an option that only some algorithms take\n"
+                           "reaches only those), into --out DIR/ALGO. Prints the table and writes compare.csv\n"
+                           "and compare.json to --out DIR."),
                        epilog=("examples:\n"
                                "  purelearn compare --data digits --out runs/compare-digits\n"
                                "  purelearn compare --data seq-digits --algos fptt,bptt --out runs/compare-seq"))
     c.add_argument("--algos", default=None, metavar="LIST",
-                   help="comma-separated algorithms (default: all of " + ", ".join(models.ALGOS)
-                        + "; OTTT is left out for alif-rnn)")
+                   help="comma-separated algorithms (default: all of " + ", ".join(registry.ALGORITHMS)
+                        + " that can train the model; OTTT is left out for alif-rnn)")
     _add_run_options(c, compare=True)
     co = c.add_argument_group("output")
     co.add_argument("--out", default=None, metavar="DIR", help="output folder (default: runs/compare-DATA-TIMESTAMP)")
     co.add_argument("--no-plot", action="store_true", help="do not write learning curves")
+    co.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-CONFIG_KEYS = {f for f in train.Config.__dataclass_fields__}
-
-
-def _config_from(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> train.Config:
-    given = {k: v for k, v in vars(args).items() if k in CONFIG_KEYS and k not in skip and v is not None}
-    return train.Config(**given)
+def _config_from(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> Config:
+    """The config of the flags given (fields not given keep their defaults)."""
+    given = {k: v for k, v in vars(args).items() if k in FIELDS and k not in skip and v is not None}
+    if given.get("data") not in (None, "digits", "seq-digits"):
+        given["data"] = os.path.abspath(given["data"])  # the checkpoint's config must work from any folder
+    return Config(**given)
 
 
 def _check_data(name: str | None) -> None:
@@ -259,86 +290,70 @@ def _check_data(name: str | None) -> None:
         raise UsageError(f"--data {name!r} is a folder; give the path of a torch.save file")
 
 
-def _default_out(kind: str, config: train.Config) -> str:
+def _default_out(kind: str, data: str) -> str:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    data_name = os.path.splitext(os.path.basename(config.data))[0]
-    return os.path.join("runs", f"{kind}{config.algo}-{data_name}-{stamp}")
+    return os.path.join("runs", f"{kind}-{os.path.splitext(os.path.basename(data))[0]}-{stamp}")
 
 
-def _format_bytes(n: int) -> str:
+def _mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
+def _progress(args: argparse.Namespace) -> Any:
+    return None if args.quiet else sys.stderr
 
 
 # ----------------------------------------------------------------------------- commands
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    stream = None if args.quiet else sys.stderr
     if args.resume is not None:
-        bad = [k for k, v in vars(args).items()
-               if k not in RESUMABLE and k != "command" and v not in (None, False)]
+        bad = [k for k, v in vars(args).items() if k not in RESUMABLE and k != "command" and v not in (None, False)]
         if bad:
-            flags = ", ".join("--" + k.replace("_", "-") for k in sorted(bad))
+            flags = ", ".join(flag(k) for k in sorted(bad))
             raise UsageError(f"{flags} cannot be changed when resuming (the run's config is in its checkpoint); "
                              "only --epochs, --out, --threads, --no-plot and --quiet may be given with --resume")
         if not os.path.isdir(args.resume):
             raise UsageError(f"--resume {args.resume}: no such folder")
-        result = train.fit(train.Config(), args.out, resume=args.resume, stream=stream, plot=not args.no_plot,
-                           epochs=args.epochs)
+        result = fit(Config(), args.out, resume=args.resume, stream=_progress(args), plot=not args.no_plot,
+                     epochs=args.epochs)
         out = args.out or args.resume
     else:
         _check_data(args.data)
-        if args.data not in (None, "digits", "seq-digits"):
-            args.data = os.path.abspath(args.data)  # the checkpoint's config must work from any folder
-        config = _config_from(args)
-        config.validate()
-        out = args.out or _default_out("", config)
-        if os.path.exists(os.path.join(out, train.CHECKPOINT)) and not args.overwrite:
+        config = _config_from(args).validate()
+        out = args.out or _default_out(config.algo, config.data)
+        if os.path.exists(os.path.join(out, report.CHECKPOINT)) and not args.overwrite:
             raise UsageError(f"--out {out} already holds a run; continue it with --resume {out}, "
                              "or pass --overwrite / another --out")
-        result = train.fit(config, out, stream=stream, plot=not args.no_plot)
+        result = fit(config, out, stream=_progress(args), plot=not args.no_plot)
     m = result.metrics
-    mem = _format_bytes(m["peak_memory_bytes"])
     growth = f", +{m['peak_rss_growth_mib']:.1f} MiB over the start" if "peak_rss_growth_mib" in m else ""
     print(f"{m['config']['algo']} on {m['data']['name']} ({m['config']['model']}, {m['epochs_completed']} epochs): "
           f"test accuracy {100 * m['test_accuracy']:.2f}% ({m['data']['test_size']} samples), "
           f"train time {m['train_time_s']:.1f}s ({m['time_per_epoch_s']:.2f}s/epoch), "
-          f"peak memory {mem} ({m['peak_memory_kind']}{growth})")
-    files = [train.METRICS, train.CHECKPOINT] + ([] if args.no_plot else [train.CURVE])
+          f"peak memory {_mib(m['peak_memory_bytes'])} ({m['peak_memory_kind']}{growth})")
+    files = [report.METRICS, report.CHECKPOINT] + ([] if args.no_plot else [report.CURVE])
     print(f"wrote {', '.join(os.path.join(out, f) for f in files)}")
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     _check_data(args.data)
-    axes: dict[str, list[float]] = {}
-    for name in train.SWEEPABLE:
-        text = getattr(args, name)
-        if text is not None:
-            axes[name] = train.parse_values(name, text, integer=name == "seed")
+    axes = {name: parse_values(name, getattr(args, name), integer=name == "seed")
+            for name in SWEEPABLE if getattr(args, name) is not None}
     if not axes:
         raise UsageError("sweep: give at least one of --lr, --alpha, --tau, --seed with a list of values")
-    config = _config_from(args, skip=train.SWEEPABLE)
-    config.validate()
-    out = args.out or _default_out("sweep-", config)
-    result = train.sweep_fit(config, axes, out, stream=None if args.quiet else sys.stderr, plot=not args.no_plot)
+    config = _config_from(args, skip=SWEEPABLE).validate()
+    out = args.out or _default_out(f"sweep-{config.algo}", config.data)
+    result = sweep_fit(config, axes, out, stream=_progress(args), plot=not args.no_plot)
     rows = sorted(result["rows"], key=lambda r: r["rank"])
     names = result["axes"]
-    table = _table(["rank", *names, "test acc %", "test loss", "train acc %", "train loss"],
-                   [[str(r["rank"]), *(f"{r[n]:g}" for n in names), f"{100 * r['test_accuracy']:.2f}",
-                     f"{r['test_loss']:.4f}", f"{100 * r['train_accuracy']:.2f}", f"{r['train_loss']:.4f}"]
-                    for r in rows])
-    print(table)
+    print(report.table(["rank", *names, "test acc %", "test loss", "train acc %", "train loss"],
+                       [[str(r["rank"]), *(f"{r[n]:g}" for n in names), f"{100 * r['test_accuracy']:.2f}",
+                         f"{r['test_loss']:.4f}", f"{100 * r['train_accuracy']:.2f}", f"{r['train_loss']:.4f}"]
+                        for r in rows]))
     print(f"{len(rows)} configs in one vmapped program: {result['time_s']:.1f}s, peak memory "
-          f"{_format_bytes(result['peak_memory_bytes'])} ({result['peak_memory_kind']})")
+          f"{_mib(result['peak_memory_bytes'])} ({result['peak_memory_kind']})")
     files = ["sweep.csv", "sweep.json"] + ([] if args.no_plot else ["sweep.png"])
     print(f"wrote {', '.join(os.path.join(out, f) for f in files)}")
     return 0
@@ -346,45 +361,27 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     _check_data(args.data)
-    config = _config_from(args)
-    config.validate()
-    if args.algos is None:
-        model = config.model
-        if model is None:
-            model = "alif-rnn" if config.data == "seq-digits" else "mlp"
-        algos = [a for a in models.ALGOS if not (model == "alif-rnn" and a.startswith("ottt"))]
-    else:
+    base = _config_from(args)
+    algos = None
+    if args.algos is not None:
         algos = [a.strip() for a in args.algos.split(",") if a.strip()]
-        bad = [a for a in algos if a not in models.ALGOS]
-        if bad or not algos:
-            raise UsageError(f"--algos must list algorithms from {', '.join(models.ALGOS)}, got {args.algos!r}")
-    def passthrough(algo: str) -> list[str]:
-        """The options given, for ``algo``: an option of some algorithms only (--window, --k, ...) only
-        reaches those (:data:`purelearn.train.ONLY_FOR`)."""
-        out = []
-        for key, value in vars(args).items():
-            if key in ("command", "algos", "out", "no_plot") or value is None or value is False:
-                continue
-            if algo not in train.ONLY_FOR.get(key, (algo,)):
-                continue
-            flag = "--" + key.replace("_", "-")
-            out += [flag] if value is True else [flag, str(value)]
-        return out + (["--no-plot"] if args.no_plot else [])
-
-    out = args.out or os.path.join("runs", "compare-" + os.path.splitext(os.path.basename(config.data))[0] + "-"
-                                   + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    rows = train.compare(algos, passthrough, out, stream=sys.stderr)
+        if not algos or any(a not in registry.ALGORITHMS for a in algos):
+            raise UsageError(f"--algos must list algorithms from {', '.join(registry.ALGORITHMS)}, got {args.algos!r}")
+    configs = configs_for(base, algos)
+    out = args.out or _default_out("compare", base.data)
+    rows = compare(configs, out, stream=_progress(args), plot=not args.no_plot, threads=args.threads or 1)
     table = []
     for r in rows:
         if "error" in r:
-            table.append([r["algo"], "-", "failed: " + r["error"], "", "", "", ""])
+            table.append([r["algo"], "-", "failed: " + flag_message(r["error"]), "", "", "", ""])
             continue
         growth = r.get("peak_rss_growth_mib")
         table.append([r["algo"], r["model"], f"{100 * r['test_accuracy']:.2f}", f"{r['train_time_s']:.1f}",
                       f"{r['time_per_epoch_s']:.2f}", f"{r['peak_memory_mib']:.1f}",
                       "-" if growth is None else f"{growth:.1f}"])
     kind = next((r["peak_memory_kind"] for r in rows if "peak_memory_kind" in r), "")
-    print(_table(["algo", "model", "test acc %", "train s", "s/epoch", f"peak MiB ({kind})", "growth MiB"], table))
+    print(report.table(["algo", "model", "test acc %", "train s", "s/epoch", f"peak MiB ({kind})", "growth MiB"],
+                       table))
     print(f"wrote {os.path.join(out, 'compare.csv')}, {os.path.join(out, 'compare.json')}")
     return 0 if all("error" not in r for r in rows) else 1
 
@@ -411,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("PURELEARN_DEBUG"):
             raise
         message = " ".join(str(err).split()) or type(err).__name__
+        if isinstance(err, ConfigError):
+            message = flag_message(message)
         sys.stderr.write(f"{prog}: error: {message}\n")
         return EXIT_USAGE
     except torch.cuda.OutOfMemoryError as err:  # pragma: no cover - needs a GPU

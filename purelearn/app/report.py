@@ -1,0 +1,188 @@
+"""What a run leaves behind: the metrics dict, JSON and CSV files, tables, plots and memory figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import resource
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .. import data
+from .config import Config
+from .errors import ConfigError
+
+__all__ = ["METRICS", "CHECKPOINT", "CURVE", "version", "check_out_dir", "write_json", "write_csv", "table",
+           "peak_memory", "current_rss", "metrics", "pyplot", "plot_learning_curve", "plot_sweep"]
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+CURVE = "learning_curve.png"
+
+
+def version() -> str:
+    """purelearn's version."""
+    from .. import __version__
+
+    return __version__
+
+
+def check_out_dir(out_dir: str) -> None:
+    """Create ``out_dir`` if needed and make sure files can be written there (``ConfigError`` on
+    ``out_dir`` if not)."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError("out_dir", f"`out_dir` {out_dir}: cannot write there ({err.strerror or err})") from None
+
+
+def write_json(path: str, obj: Any) -> None:
+    """``obj`` as indented JSON at ``path``, replaced atomically."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def write_csv(path: str, fields: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    """``rows`` as CSV with columns ``fields`` (other keys are left out)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: the header left-aligned, a rule, cells right-aligned."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def peak_memory(device: torch.device | str) -> tuple[int, str]:
+    """``(bytes, kind)``: ``torch.cuda.max_memory_allocated`` on CUDA, else the process's max RSS
+    (``resource.getrusage``; kind ``"cpu_max_rss"``)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device)), "cuda_max_memory_allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024), "cpu_max_rss"
+
+
+def current_rss() -> int | None:
+    """The process's resident set now, in bytes (None where ``/proc`` is not there)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def metrics(config: Config, split: data.Split, history: list[dict[str, Any]], train_time: float,
+            device: torch.device, num_params: int, rss_start: int | None) -> dict[str, Any]:
+    """The ``metrics.json`` of a run: versions, config, data, final and per-epoch numbers, time, memory."""
+    peak, kind = peak_memory(device)
+    last = history[-1] if history else {}
+    m = {
+        "purelearn_version": version(),
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "config": config.to_dict(),
+        "data": {"name": split.name, "encoding": split.train.encoding, "T": split.train.T,
+                 "train_size": len(split.train), "test_size": len(split.test),
+                 "num_classes": split.num_classes, "step_shape": list(split.train.step_shape)},
+        "num_params": num_params,
+        "epochs_completed": len(history),
+        **{key: last.get(key) for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss")},
+        "train_time_s": train_time,
+        "time_per_epoch_s": train_time / len(history) if history else None,
+        "peak_memory_bytes": peak,
+        "peak_memory_mib": peak / 2**20,
+        "peak_memory_kind": kind,
+        "history": history,
+    }
+    if kind == "cpu_max_rss" and rss_start is not None:
+        m["rss_at_start_bytes"] = rss_start
+        m["peak_rss_growth_mib"] = max(peak - rss_start, 0) / 2**20
+    return m
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (``ImportError`` with the install hint if missing)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plots need matplotlib: pip install 'purelearn[data]' (or pass --no-plot)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curve(history: list[dict[str, Any]], path: str, title: str = "") -> None:
+    """Loss and accuracy (train and test) per epoch, as a PNG."""
+    plt = pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, metric, label, scale in ((axes[0], "loss", "loss (mean per step)", 1),
+                                     (axes[1], "accuracy", "accuracy (%)", 100)):
+        ax.plot(epochs, [scale * h[f"train_{metric}"] for h in history], "o-", label="train")
+        ax.plot(epochs, [scale * h[f"test_{metric}"] for h in history], "s-", label="test")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _mean_over(rows: list[dict[str, Any]], metric: str, **where: Any) -> float:
+    """The mean of ``100 · metric`` over the rows whose values match ``where``."""
+    sel = [100 * r[metric] for r in rows if all(r[k] == v for k, v in where.items())]
+    return sum(sel) / len(sel)
+
+
+def plot_sweep(rows: list[dict[str, Any]], axes: list[str], path: str, metric: str = "test_accuracy") -> None:
+    """A heatmap of ``metric`` over two swept axes (mean over the others), or a line plot over one."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    if len(axes) >= 2:
+        a, b = axes[0], axes[1]
+        va, vb = sorted({r[a] for r in rows}), sorted({r[b] for r in rows})
+        grid = [[_mean_over(rows, metric, **{a: x, b: y}) for x in va] for y in vb]
+        im = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(va)), [f"{v:g}" for v in va])
+        ax.set_yticks(range(len(vb)), [f"{v:g}" for v in vb])
+        ax.set_xlabel(a)
+        ax.set_ylabel(b)
+        lo, hi = min(map(min, grid)), max(map(max, grid))
+        for j, line in enumerate(grid):
+            for i, value in enumerate(line):
+                bright = hi > lo and (value - lo) / (hi - lo) > 0.6
+                ax.text(i, j, f"{value:.1f}", ha="center", va="center", color="k" if bright else "w", fontsize=8)
+        fig.colorbar(im, ax=ax, label=f"{metric} (%)" + (" (mean over other axes)" if len(axes) > 2 else ""))
+    else:
+        a = axes[0]
+        xs = sorted({r[a] for r in rows})
+        ax.plot(xs, [_mean_over(rows, metric, **{a: x}) for x in xs], "o-")
+        ax.set_xlabel(a)
+        ax.set_ylabel(f"{metric} (%)")
+        if len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) > 20:
+            ax.set_xscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,189 @@
+"""Hyperparameter sweeps: a grid of configurations trained as one ``torch.func.vmap``-ed program.
+
+:func:`sweep_fit` turns learning rates, alphas and taus into batched tensors and seeds into stacked
+initial parameters (:func:`purelearn.tree.stack`), and runs :func:`purelearn.sweep.vmap_configs`
+over the training loop of :mod:`purelearn.app.loop`. The batches (order and spikes, from
+``data_seed``) are shared, so each row equals :func:`~purelearn.app.loop.fit` with that row's values
+and the same ``data_seed``. The optimizer is built once per row, its learning-rate schedule over
+the row's (batched) ``lr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import time
+from typing import Any, TextIO
+
+import torch
+
+from .. import data, models, sweep, tree
+from . import registry, report
+from .config import Config, check_tau
+from .errors import ConfigError
+from .loop import (
+    build_learner,
+    evaluate,
+    example_step,
+    init_params,
+    learning_rate,
+    run_epoch,
+    setup,
+    test_set,
+    updates_per_epoch,
+)
+from .progress import Progress
+
+__all__ = ["SWEEPABLE", "parse_values", "epoch_plans", "sweep_fit"]
+
+SWEEPABLE = ("lr", "alpha", "tau", "seed")
+
+
+def parse_values(name: str, text: str, integer: bool = False) -> list[float]:
+    """``"0.1,0.2"`` → [0.1, 0.2]; ``"start:stop:num"`` → ``num`` evenly spaced values from start to
+    stop inclusive; ``"start:stop:num:log"`` → geometrically spaced. ``ConfigError`` on field ``name``."""
+    text = text.strip()
+    try:
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "log"):
+                raise ValueError
+            start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
+            if num < 1 or (len(parts) == 4 and (start <= 0 or stop <= 0)):
+                raise ValueError
+            fractions = [i / max(num - 1, 1) for i in range(num)]
+            values = ([start * (stop / start) ** f for f in fractions] if len(parts) == 4
+                      else [start + (stop - start) * f for f in fractions])
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+            if not values:
+                raise ValueError
+    except ValueError:
+        raise ConfigError(name, f"`{name}`: expected a comma-separated list (0.1,0.2) or a range start:stop:num "
+                                f"(or start:stop:num:log), got {text!r}") from None
+    if integer:
+        if any(v != int(v) or v < 0 for v in values):
+            raise ConfigError(name, f"`{name}`: expected integers >= 0, got {text!r}")
+        return [int(v) for v in values]
+    if any(not math.isfinite(v) or v <= 0 for v in values):
+        raise ConfigError(name, f"`{name}`: every value must be a number > 0, got {text!r}")
+    return values
+
+
+def epoch_plans(split: data.Split, config: Config) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Every epoch's batches, drawn exactly as :func:`~purelearn.app.loop.fit` draws them (rate spikes
+    kept as bool)."""
+    generator = torch.Generator().manual_seed(config.data_seed)
+    return [[(x_seq.bool() if split.train.encoding == "rate" else x_seq, labels)
+             for x_seq, labels in data.batches(split.train, config.batch_size, generator)]
+            for _ in range(config.epochs)]
+
+
+def _check_axes(config: Config, axes: dict[str, list[float]]) -> None:
+    if not axes:
+        raise ValueError("sweep: give at least one of `lr`, `alpha`, `tau`, `seed` with a list of values")
+    for name in axes:
+        if name not in SWEEPABLE:
+            raise ValueError(f"sweep: cannot sweep {name!r}; sweepable: {', '.join(SWEEPABLE)}")
+    if config.compile:
+        raise ConfigError("compile", "sweep: `compile` is not supported (the vmapped program runs eagerly)")
+
+
+def _rank(rows: list[dict[str, Any]]) -> list[int]:
+    """Row indices by test accuracy (then test loss); each row gets its ``rank``."""
+    ranked = sorted(range(len(rows)), key=lambda i: (-rows[i]["test_accuracy"], rows[i]["test_loss"]))
+    for rank, i in enumerate(ranked, start=1):
+        rows[i]["rank"] = rank
+    return ranked
+
+
+def sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None = None, *,
+              stream: TextIO | None = None, plot: bool = True) -> dict[str, Any]:
+    """Train the grid ``axes`` (names from :data:`SWEEPABLE`) over ``config`` as one vmapped program.
+
+    Returns ``{"rows": [...], "axes": [...], "config": ..., "time_s": ..., "params": stacked}``;
+    rows carry the axis values, final test/train accuracy and loss, and the per-epoch test accuracy.
+    With ``out_dir``: ``sweep.csv``, ``sweep.json`` and ``sweep.png``.
+    """
+    _check_axes(config, axes)
+    base = dataclasses.replace(config, **{n: (int(v[0]) if n == "seed" else v[0]) for n, v in axes.items()})
+    if "seed" in axes and config.data_seed is None:
+        base.data_seed = config.seed  # the data order must not follow the swept seed
+    base, split, model, weights, predict_weights, device = setup(base)
+    for tau in axes.get("tau", []):
+        check_tau(base.model, tau)
+    if out_dir is not None:
+        report.check_out_dir(out_dir)
+        if plot:
+            report.pyplot()
+    configs = sweep.grid(**axes)
+    names = list(axes)
+    rows = sweep.rows(configs)
+    for row, combo in zip(rows, itertools.product(*axes.values()), strict=True):
+        row.update(zip(names, combo, strict=True))  # the values as given, not their float32 roundings
+    example = example_step(split, device)
+    # initial parameters per row: from its seed, and from its tau where tau is a trained parameter's start
+    tau_is_param = "tau" in axes and models.learns_tau(model)
+    keys = [(int(r["seed"]) if "seed" in r else base.seed, r["tau"] if tau_is_param else None) for r in rows]
+
+    def initial(seed: int, tau: float | None) -> tuple[Any, Any]:
+        net = model if tau is None else registry.build_model(base.model, base.algo, split.train.step_shape,
+                                                             split.num_classes, tau=tau, hidden=base.hidden)
+        return init_params(net, seed, example, base.model)
+
+    inits = {key: initial(*key) for key in dict.fromkeys(keys)}
+    batched = {n: configs[n].to(device) for n in names if n != "seed"}
+    batched["params0"] = tree.map(lambda t: t.to(device), tree.stack([inits[key][0] for key in keys]))
+    states0 = inits[keys[0]][1]
+    plans = epoch_plans(split, base)
+    x_test, y_test = test_set(split, device)
+    n_batches = len(plans[0])
+    every = updates_per_epoch(base, model, split.train.T, n_batches)
+    bar = Progress(stream, n_batches * base.epochs, f"sweep of {len(rows)} configs")
+
+    def program(params0: Any, lr: Any = base.lr, alpha: Any = None, tau: Any = None) -> dict[str, Any]:
+        alpha = torch.tensor(base.alpha, device=device) if alpha is None else alpha
+        tau = torch.tensor(base.tau, device=device) if tau is None else tau
+        net = registry.build_model(base.model, base.algo, split.train.step_shape, split.num_classes, tau=tau,
+                                   hidden=base.hidden)
+        learner = build_learner(base, net, learning_rate(base, lr, every), alpha=alpha,
+                                beta=torch.tensor(base.beta, device=device))
+        carry = learner.init(params0, states0)
+        curve_acc, curve_loss, train_loss, train_acc = [], [], None, None
+        for epoch, plan in enumerate(plans):
+            carry, train_loss, train_acc = run_epoch(
+                learner.run, carry, plan, weights, split.num_classes, device=device, predict_weights=predict_weights,
+                on_batch=lambda *_, e=epoch: bar.update(f"epoch {e + 1}/{base.epochs}"))
+            test_loss, test_acc = evaluate(net, carry.params, x_test, y_test, weights, split.num_classes,
+                                           predict_weights=predict_weights)
+            curve_acc.append(test_acc)
+            curve_loss.append(test_loss)
+        return {"params": carry.params, "test_accuracy": torch.stack(curve_acc),
+                "test_loss": torch.stack(curve_loss), "train_loss": train_loss, "train_accuracy": train_acc}
+
+    t0 = time.perf_counter()
+    out = sweep.vmap_configs(program, batched)
+    elapsed = time.perf_counter() - t0
+    bar.close(f"done in {elapsed:.1f}s")
+    for i, row in enumerate(rows):
+        if "seed" in row:
+            row["seed"] = int(row["seed"])
+        row.update({"test_accuracy": out["test_accuracy"][i, -1].item(), "test_loss": out["test_loss"][i, -1].item(),
+                    "train_accuracy": out["train_accuracy"][i].item(), "train_loss": out["train_loss"][i].item(),
+                    "test_accuracy_per_epoch": out["test_accuracy"][i].tolist()})
+    ranked = _rank(rows)
+    peak, kind = report.peak_memory(device)
+    result = {"config": base.to_dict(), "axes": names, "rows": rows, "time_s": elapsed,
+              "peak_memory_bytes": peak, "peak_memory_kind": kind, "params": out["params"]}
+    if out_dir is not None:
+        report.write_csv(os.path.join(out_dir, "sweep.csv"),
+                         ["rank", *names, "test_accuracy", "test_loss", "train_accuracy", "train_loss"],
+                         [rows[i] for i in ranked])
+        report.write_json(os.path.join(out_dir, "sweep.json"),
+                          {k: v for k, v in result.items() if k != "params"} | {"ranked": ranked})
+        if plot:
+            report.plot_sweep(rows, [n for n in names if len(axes[n]) > 1] or names,
+                              os.path.join(out_dir, "sweep.png"))
+    return result
