@@ -6,9 +6,12 @@ history (:func:`eager_applies`), two shortcuts give the same numbers bit for bit
 - :func:`purelearn.online._grad.grad_with_aux` uses ``torch.autograd.grad`` instead of
   ``torch.func.grad`` (no per-operation functorch wrapping);
 - :func:`map_elementwise` evaluates an elementwise equation over pytrees — written once, with
-  ``+ − × ÷`` on its tensor arguments — as an expression tree whose intermediate results are reused
-  in place: ``(w − (w_ra + g/(2α)))·n·(α/2)`` allocates one parameter-sized tensor instead of four.
-  On large layers a fresh allocation per operation costs more than the arithmetic.
+  ``+ − × ÷`` on its tensor arguments — once for all leaves: each operation is one
+  ``torch._foreach_*`` call over the list of leaves (as ``torch.optim``'s ``foreach`` path; one
+  dispatch, or one multi-tensor kernel on CUDA, instead of one per leaf), and intermediate results
+  are updated in place: ``(w − (w_ra + g/(2α)))·n·(α/2)`` allocates one parameter-sized tensor per
+  leaf instead of four. On large layers a fresh allocation per operation costs more than the
+  arithmetic.
 
 Everywhere else (``vmap``, ``grad``, ``compile``) ``map_elementwise`` is ``tree.map`` of the same
 function on the tensors themselves.
@@ -44,88 +47,135 @@ def eager_applies(*trees: Any) -> bool:
     return all(type(leaf) is torch.Tensor and not leaf.requires_grad for leaf in optree.tree_leaves(trees))
 
 
-_INPLACE = {operator.add: "add_", operator.sub: "sub_", operator.mul: "mul_", operator.truediv: "div_"}
-_INTO_RIGHT = {operator.sub: torch.sub, operator.truediv: torch.div}
+_FOREACH = {operator.add: "add", operator.sub: "sub", operator.mul: "mul", operator.truediv: "div"}
+_COMMUTATIVE = (operator.add, operator.mul)
+
+
+class _PerLeaf(tuple):
+    """One Python number per leaf (e.g. ``w.numel()``); arithmetic with numbers stays per leaf."""
+
+    def _map(self, op: Callable[[Any, Any], Any], other: Any, reflected: bool) -> Any:
+        if isinstance(other, _PerLeaf):
+            pairs = zip(other, self, strict=True) if reflected else zip(self, other, strict=True)
+            return _PerLeaf(op(a, b) for a, b in pairs)
+        if isinstance(other, (int, float)) and not isinstance(other, bool):
+            return _PerLeaf(op(other, a) if reflected else op(a, other) for a in self)
+        return NotImplemented
+
+
+for _op in _FOREACH:
+    setattr(_PerLeaf, f"__{_FOREACH[_op].replace('div', 'truediv')}__",
+            lambda self, other, op=_op: self._map(op, other, False))
+    setattr(_PerLeaf, f"__r{_FOREACH[_op].replace('div', 'truediv')}__",
+            lambda self, other, op=_op: self._map(op, other, True))
 
 
 class _Expr:
-    """A node of an elementwise expression: an input tensor (``op`` None) or ``op(left, right)``."""
+    """An elementwise expression over the leaves: an input list of tensors (``op`` None) or
+    ``op(left, right)``."""
 
     __slots__ = ("op", "args")
 
     def __init__(self, op: Callable[[Any, Any], Any] | None, args: tuple[Any, ...]) -> None:
         self.op, self.args = op, args
 
-    def numel(self) -> int:
+    def numel(self) -> _PerLeaf:
         if self.op is not None:
             raise TypeError("map_elementwise: numel() of an intermediate result; take it of an input")
-        return self.args[0].numel()
-
-    def _node(self, op: Callable[[Any, Any], Any], left: Any, right: Any) -> _Expr:
-        return _Expr(op, (left, right))
-
-    def __add__(self, other: Any) -> _Expr:
-        return self._node(operator.add, self, other)
-
-    def __radd__(self, other: Any) -> _Expr:
-        return self._node(operator.add, other, self)
-
-    def __sub__(self, other: Any) -> _Expr:
-        return self._node(operator.sub, self, other)
-
-    def __rsub__(self, other: Any) -> _Expr:
-        return self._node(operator.sub, other, self)
-
-    def __mul__(self, other: Any) -> _Expr:
-        return self._node(operator.mul, self, other)
-
-    def __rmul__(self, other: Any) -> _Expr:
-        return self._node(operator.mul, other, self)
-
-    def __truediv__(self, other: Any) -> _Expr:
-        return self._node(operator.truediv, self, other)
-
-    def __rtruediv__(self, other: Any) -> _Expr:
-        return self._node(operator.truediv, other, self)
+        return _PerLeaf(leaf.numel() for leaf in self.args[0])
 
 
-def _fits(temp: torch.Tensor, other: Any) -> bool:
-    """Whether ``op(temp, other)`` (either order) has ``temp``'s shape, dtype and device."""
-    if isinstance(other, torch.Tensor):
-        if other.device != temp.device or (other.shape != temp.shape and other.dim() > 0):
+for _op in _FOREACH:
+    setattr(_Expr, f"__{_FOREACH[_op].replace('div', 'truediv')}__",
+            lambda self, other, op=_op: _Expr(op, (self, other)))
+    setattr(_Expr, f"__r{_FOREACH[_op].replace('div', 'truediv')}__",
+            lambda self, other, op=_op: _Expr(op, (other, self)))
+
+
+def _leafwise(x: Any, n: int) -> list[Any]:
+    """``x`` as one operand per leaf."""
+    if isinstance(x, list):
+        return x
+    return list(x) if isinstance(x, _PerLeaf) else [x] * n
+
+
+def _keeps(temp: list[torch.Tensor], other: Any) -> bool:
+    """Whether ``op(temp_i, other_i)`` has ``temp_i``'s shape, dtype and device for every leaf i."""
+    if type(other) is float:
+        return all(t.is_floating_point() for t in temp)
+    for t, o in zip(temp, _leafwise(other, len(temp)), strict=True):
+        if isinstance(o, torch.Tensor):
+            if o.dim() > 0 and (o.shape != t.shape or o.device != t.device):
+                return False
+            if o.dtype == t.dtype:
+                continue
+        elif type(o) is float and t.is_floating_point():
+            continue
+        if torch.result_type(t, o) != t.dtype:
             return False
-    return torch.result_type(temp, other) == temp.dtype
+    return True
 
 
-def _evaluate(node: Any) -> tuple[Any, bool]:
-    """``(value, is_temporary)``: a temporary is a tensor this evaluation made and nothing else holds."""
-    if not isinstance(node, _Expr):
+def _foreach(op: Callable[[Any, Any], Any], left: list[torch.Tensor], right: Any, inplace: bool) -> Any:
+    """``op`` over the leaves as one ``torch._foreach_*`` call; ``inplace`` writes into ``left``."""
+    fn = getattr(torch, f"_foreach_{_FOREACH[op]}{'_' if inplace else ''}")
+    out = fn(left, list(right) if isinstance(right, _PerLeaf) else right)
+    return left if inplace else list(out)
+
+
+_OUT = {operator.add: torch.add, operator.sub: torch.sub, operator.mul: torch.mul, operator.truediv: torch.div}
+
+
+def _into(op: Callable[[Any, Any], Any], left: list[torch.Tensor], right: Any, out: list[torch.Tensor]
+          ) -> list[torch.Tensor]:
+    """``op(left_i, right_i)`` written into ``out_i`` (which may be ``right_i``), leaf by leaf."""
+    for a, b, o in zip(left, _leafwise(right, len(left)), out, strict=True):
+        _OUT[op](a, b, out=o)
+    return out
+
+
+def _evaluate(node: Any, spare: list[list[torch.Tensor]]) -> tuple[Any, bool]:
+    """``(value, is_temporary)``; a list value holds one tensor per leaf. A temporary is a list this
+    evaluation made and nothing else holds; ``spare`` keeps consumed temporaries for reuse."""
+    if type(node) is not _Expr:
         return node, False
-    if node.op is None:
-        return node.args[0], False
-    (left, left_temp), (right, right_temp) = _evaluate(node.args[0]), _evaluate(node.args[1])
-    if left_temp and _fits(left, right):
-        return getattr(left, _INPLACE[node.op])(right), True
-    if right_temp and _fits(right, left):
-        if node.op in (operator.add, operator.mul):  # commutative: b ∘ a is a ∘ b, bit for bit
-            return getattr(right, _INPLACE[node.op])(left), True
-        if isinstance(left, torch.Tensor):
-            return _INTO_RIGHT[node.op](left, right, out=right), True
-    out = node.op(left, right)
-    return out, isinstance(out, torch.Tensor)
-
-
-def _fused(fn: Callable[..., Any]) -> Callable[..., Any]:
-    def call(*leaves: torch.Tensor) -> Any:
-        return _evaluate(fn(*(_Expr(None, (leaf,)) for leaf in leaves)))[0]
-
-    return call
+    op, args = node.op, node.args
+    if op is None:
+        return args[0], False
+    left, left_temp = _evaluate(args[0], spare)
+    right, right_temp = _evaluate(args[1], spare)
+    if not isinstance(left, list) and not isinstance(right, list):
+        return op(left, right), False  # numbers and 0-d tensors: as written
+    if not isinstance(left, list) and op in _COMMUTATIVE:
+        left, right, left_temp, right_temp = right, left, right_temp, left_temp  # b ∘ a is a ∘ b, bit for bit
+    if not isinstance(left, list):  # number − list, number / list: leaf by leaf, as written
+        return [op(left, r) for r in right], True
+    if left_temp and _keeps(left, right):
+        if right_temp:
+            spare.append(right)
+        return _foreach(op, left, right, inplace=True), True
+    if right_temp and isinstance(right, list) and _keeps(right, left):
+        if op in _COMMUTATIVE:
+            return _foreach(op, right, left, inplace=True), True
+        return _into(op, left, right, right), True
+    if spare and _keeps(spare[-1], left) and _keeps(spare[-1], right) and all(
+            b.shape == a.shape and b.dtype == torch.result_type(a, r)
+            for b, a, r in zip(spare[-1], left, _leafwise(right, len(left)), strict=True)):
+        return _into(op, left, right, spare.pop()), True
+    return _foreach(op, left, right, inplace=False), True
 
 
 def map_elementwise(fn: Callable[..., Any], first: Any, *rest: Any) -> Any:
     """``tree.map(fn, first, *rest)`` for an elementwise ``fn`` built from ``+ − × ÷`` (its tensor
-    arguments may meet numbers and 0-d tensors); eagerly (:func:`eager_applies`) its intermediate
-    results are reused in place, with the same numbers. ``fn`` may call ``numel()`` of an argument."""
-    if eager_applies(first, *rest):
-        return tree.map(_fused(fn), first, *rest)
-    return tree.map(fn, first, *rest)
+    arguments may meet numbers and 0-d tensors, and ``numel()`` of an argument); eagerly
+    (:func:`eager_applies`) it runs once over all leaves, with the same numbers."""
+    flat = [optree.tree_flatten(t) for t in (first, *rest)]
+    spec = flat[0][1]
+    if any(other != spec for _, other in flat[1:]) or not flat[0][0] or not eager_applies([f[0] for f in flat]):
+        return tree.map(fn, first, *rest)  # under a transform, or mismatched trees (tree.map names them)
+    value, temporary = _evaluate(fn(*(_Expr(None, (leaves,)) for leaves, _ in flat)), [])
+    if not isinstance(value, list):
+        return tree.map(fn, first, *rest)  # no tensor argument reached the result
+    if not temporary:
+        value = [leaf.clone() for leaf in value]  # fn returned an input: never alias it
+    return optree.tree_unflatten(spec, value)
