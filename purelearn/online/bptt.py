@@ -85,7 +85,6 @@ class BPTT(Learner):
         return driver.windows(T, T)
 
 
-
 def bptt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation) -> BPTT:
     """BPTT learner over the same models (see the module docstring)."""
     return BPTT(model, loss_fn, optimizer)

@@ -67,7 +67,6 @@ class Forward(Learner):
         return 0
 
 
-
 def forward(model: Sequential, loss_fn: LossFn) -> Forward:
     """The forward pass of ``model`` with per-step ``loss_fn``, walked by the learners' driver."""
     return Forward(model, loss_fn)

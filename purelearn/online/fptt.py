@@ -123,8 +123,8 @@ class FPTT(Learner):
         # regulariser in closed form (its value is not needed)
         task_grads, (loss, y_hat, states) = grad_with_aux(
             step_objective(self.model, self.loss_fn, carry.states, x_t, y_t, self.window), carry.params)
-        grads = map_elementwise(lambda g, w, ra, gl: g + _regulariser_grad(w, ra, gl, alpha, reduction), task_grads,
-                         carry.params, carry.w_ra, carry.grad_last)
+        grads = map_elementwise(lambda g, w, ra, gl: g + _regulariser_grad(w, ra, gl, alpha, reduction),
+                                task_grads, carry.params, carry.w_ra, carry.grad_last)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
         params = optim.apply_updates(carry.params, updates)
         w_ra, grad_last = carry.w_ra, carry.grad_last
@@ -139,7 +139,6 @@ class FPTT(Learner):
         """Ready for the next sequence: fresh neuron states, ``grad_last`` zero; the rest kept."""
         return carry._replace(states=self.model.reset_states(carry.states),
                               grad_last=tree.zeros_like(carry.grad_last))
-
 
 
 def fptt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation,

@@ -110,19 +110,18 @@ class FPTTDual(Learner):
         # ∇[l_t + R(W)]: autograd for l_t, R in closed form (its value is not needed)
         task_grads, (loss, y_hat, states) = grad_with_aux(
             step_objective(self.model, self.loss_fn, carry.states, x_t, y_t, self.window), carry.params)
-        grads = map_elementwise(lambda g, w, wb, lm: g + _regulariser_grad(w, wb, lm, alpha, rho), task_grads,
-                         carry.params, carry.w_bar, carry.lam)
+        grads = map_elementwise(lambda g, w, wb, lm: g + _regulariser_grad(w, wb, lm, alpha, rho),
+                                task_grads, carry.params, carry.w_bar, carry.lam)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
         params = optim.apply_updates(carry.params, updates)
         lam = map_elementwise(lambda lm, w, wb: lm - alpha * (w - wb), carry.lam, params, carry.w_bar)
         w_bar = map_elementwise(lambda wb, w, lm: (1.0 - beta) * wb + beta * w - (beta / alpha) * lm,
-                         carry.w_bar, params, lam)
+                                carry.w_bar, params, lam)
         return FPTTDualCarry(params, states, opt_state, w_bar, lam), StepOutput(loss, y_hat)
 
     def reset_params_to_mean(self, carry: FPTTDualCarry) -> FPTTDualCarry:
         """The authors' end-of-epoch reset ``W ← W̄`` (λ and the optimizer state kept)."""
         return carry._replace(params=tree.clone(carry.w_bar))
-
 
 
 def fptt_dual(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation,

@@ -217,7 +217,6 @@ class OTTT(Learner):
         return _per_step.updates_per_sequence(self.online, T)
 
 
-
 def ottt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation, online: bool = True) -> OTTT:
     """OTTT learner: ``online=True`` is OTTT_O (update per step), ``False`` is OTTT_A (per sequence)."""
     return OTTT(model, loss_fn, optimizer, online)

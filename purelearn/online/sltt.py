@@ -121,7 +121,6 @@ class SLTT(Learner):
         return _per_step.updates_per_sequence(self.online, T if self.k is None else min(self.k, T))
 
 
-
 def sltt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation, online: bool = False,
          k: int | None = None, *, seed: int = 0) -> SLTT:
     """SLTT learner (per-sequence update by default); ``k`` turns it into SLTT-K."""
