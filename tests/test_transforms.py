@@ -387,7 +387,7 @@ def test_a_run_follows_the_device_and_dtype_of_its_inputs(name, device, dtype):
 
 
 #: The library's modules: everything but the application, the data readers and checkpoint files.
-NOT_CORE = ("app/", "data.py", "checkpoint.py", "models.py", "__main__.py")
+NOT_CORE = ("app/", "data/", "checkpoint.py", "models.py", "__main__.py")
 HARD_CODED = re.compile(r"""["']cpu["']|["']cuda["']|torch\.device\(|torch\.float(32|64|16)\b|\.cuda\(|\.cpu\(""")
 #: deliberate exceptions, each with the reason it does not tie results to one device or dtype
 ALLOWED = {
