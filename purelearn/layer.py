@@ -7,6 +7,7 @@ description (a frozen object of hyperparameters) with pure methods::
     y, new_state  = layer.apply(params, state, x)   # one time step
     state         = layer.init_state(x)             # a fresh state for a new sequence
     state         = layer.reset_state(state)        # the state for the next sequence
+    state         = layer.restore_state(saved, state)  # undo a replayed step (FPTT's second forward)
 
 ``has_params`` / ``has_state`` tell :class:`~purelearn.nn.Sequential` which layers appear in its
 ``params`` / ``states``. This module sits below both :mod:`purelearn.neurons` and
@@ -51,6 +52,14 @@ class Layer:
     def apply(self, params: Any, state: Any, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """One time step: ``(y, new_state)``."""
         raise NotImplementedError
+
+    def restore_state(self, saved: Any, state: Any) -> Any:
+        """The state after a step that is replayed and then undone (FPTT's second forward), given the
+        ``saved`` state from before the replay and the ``state`` it produced: memories of the sequence
+        (neurons, dropout keys) come back from ``saved`` (the default); what a layer learns across
+        sequences (BatchNorm's running statistics) keeps the replay's update, as SpikingJelly
+        restores ``MemoryModule`` memories but not module buffers."""
+        return saved
 
     def inference(self) -> Layer:
         """This layer for evaluation (dropout off); most layers return themselves."""

@@ -246,7 +246,7 @@ def test_pooling_refuses_input_without_four_dimensions_naming_itself(pool: type)
 
 @pytest.mark.parametrize(
     ("module", "name"),
-    [(torch.nn.ReLU(), "ReLU"), (torch.nn.LSTM(4, 4), "LSTM"), (torch.nn.BatchNorm1d(4), "BatchNorm1d")],
+    [(torch.nn.ReLU(), "ReLU"), (torch.nn.LSTM(4, 4), "LSTM"), (torch.nn.LayerNorm(4), "LayerNorm")],
 )
 def test_unsupported_module_raises_value_error_naming_it_and_listing_supported(module: torch.nn.Module,
                                                                                name: str) -> None:

@@ -25,6 +25,7 @@ from ..layer import Layer, Params, tensor_input
 from ..neurons import Neuron
 from ..nn.dropout import Dropout
 from ..nn.linear import Conv2d, Linear
+from ..nn.normalization import BatchNorm1d, BatchNorm2d, BatchNormState, Scale, WSConv2d, WSLinear
 from ..nn.pooling import AvgPool2d, MaxPool2d
 from ..nn.recurrent import Recurrent
 from ..nn.sequential import Sequential
@@ -33,8 +34,22 @@ from ..nn.shape import Flatten, Identity
 __all__ = ["from_torch", "to_state_dict", "from_state_dict"]
 
 
-def to_state_dict(params: Params) -> dict[str, torch.Tensor]:
-    """Flatten ``params`` into ``torch.nn.Module.state_dict`` keys (``"0.weight"``, ``"3.rc.bias"``)."""
+def _buffers(states: Params | None) -> dict[str, Any]:
+    """The states torch keeps as module buffers, keyed like ``state_dict`` (``"1.running_mean"``):
+    BatchNorm's running statistics. Neuron memories and dropout keys are no buffers and are left out."""
+    if states is None:
+        return {}
+    if not isinstance(states, dict):
+        raise TypeError(f"to_state_dict: `states` must be a dict of layer states, got {type(states).__name__}")
+    return {k: dict(s._asdict()) for k, s in states.items() if isinstance(s, BatchNormState)}
+
+
+def to_state_dict(params: Params, states: Params | None = None) -> dict[str, torch.Tensor]:
+    """Flatten ``params`` into ``torch.nn.Module.state_dict`` keys (``"0.weight"``, ``"3.rc.bias"``).
+
+    With ``states``, BatchNorm's running statistics join them (``"1.running_mean"``,
+    ``"1.running_var"``, ``"1.num_batches_tracked"``), so ``module.load_state_dict`` restores those too.
+    """
     out: dict[str, torch.Tensor] = {}
 
     def walk(prefix: str, node: Any) -> None:
@@ -47,12 +62,18 @@ def to_state_dict(params: Params) -> dict[str, torch.Tensor]:
             raise TypeError(f"to_state_dict: leaf {prefix!r} is a {type(node).__name__}, expected a tensor")
 
     walk("", params)
+    walk("", _buffers(states))
     return out
 
 
-def from_state_dict(state_dict: dict[str, torch.Tensor], like: Params) -> Params:
-    """Inverse of :func:`to_state_dict`: a params tree with ``like``'s structure, dtype and device."""
-    flat = to_state_dict(like)
+def from_state_dict(state_dict: dict[str, torch.Tensor], like: Params, states: Params | None = None
+                    ) -> Any:
+    """Inverse of :func:`to_state_dict`: a params tree with ``like``'s structure, dtype and device.
+
+    With ``states`` (a model's states), returns ``(params, states)``, BatchNorm's running statistics
+    read from ``state_dict`` as well (its keys must then include them); other states are kept.
+    """
+    flat = to_state_dict(like, states)
     if set(flat) != set(state_dict):
         raise ValueError(
             f"from_state_dict: `state_dict` keys {sorted(state_dict)} do not match the model's {sorted(flat)}"
@@ -66,7 +87,11 @@ def from_state_dict(state_dict: dict[str, torch.Tensor], like: Params) -> Params
             raise ValueError(f"from_state_dict: {prefix!r} has shape {tuple(src.shape)}, expected {tuple(node.shape)}")
         return src.detach().to(dtype=node.dtype, device=node.device).clone()
 
-    return build("", like)
+    params = build("", like)
+    if states is None:
+        return params
+    buffers = build("", _buffers(states))
+    return params, {k: BatchNormState(**buffers[k]) if k in buffers else s for k, s in states.items()}
 
 
 _SJ_SURROGATES = {"Sigmoid": _surrogate.Sigmoid, "ATan": _surrogate.ATan,
@@ -96,8 +121,32 @@ def _convert_neuron(m: Any, where: str) -> Neuron | None:
 
 _SUPPORTED = ("torch.nn.Linear", "torch.nn.Conv2d (zeros padding)", "torch.nn.AvgPool2d",
               "torch.nn.MaxPool2d", "torch.nn.Flatten", "torch.nn.Dropout", "torch.nn.Identity",
+              "torch.nn.BatchNorm1d / BatchNorm2d (and spikingjelly's)",
               "spikingjelly IFNode / LIFNode / OTTTLIFNode / SLTTLIFNode",
-              "spikingjelly layer.Dropout", "spikingjelly LinearRecurrentContainer")
+              "spikingjelly layer.Dropout", "spikingjelly LinearRecurrentContainer",
+              "spikingjelly WSConv2d / WSLinear (OTTT's ScaledWSConv2d / ScaledWSLinear) and Scale")
+
+_WS_NAMES = ("WSConv2d", "ScaledWSConv2d", "WSLinear", "ScaledWSLinear")
+
+
+def _convert_batch_norm(m: Any, where: str) -> Layer:
+    if not m.track_running_stats:
+        raise ValueError(f"from_torch: {where} {type(m).__name__} must track running statistics "
+                         "(track_running_stats=True); purelearn's BatchNorm keeps them in its state")
+    cls = BatchNorm1d if isinstance(m, torch.nn.BatchNorm1d) else BatchNorm2d
+    momentum = None if m.momentum is None else float(m.momentum)
+    return cls(m.num_features, eps=float(m.eps), momentum=momentum, affine=bool(m.affine))
+
+
+def _convert_conv(m: Any, where: str) -> Layer:
+    if m.padding_mode != "zeros" or isinstance(m.padding, str):
+        raise ValueError(f"from_torch: {where} Conv2d must use zero padding given as ints, "
+                         f"got padding={m.padding!r}, padding_mode={m.padding_mode!r}")
+    args = (m.in_channels, m.out_channels, tuple(m.kernel_size), tuple(m.stride), tuple(m.padding),
+            tuple(m.dilation), m.groups)
+    if type(m).__name__ in _WS_NAMES:
+        return WSConv2d(*args, bias=m.bias is not None, gain=m.gain is not None, eps=float(m.eps))
+    return Conv2d(*args, bias=m.bias is not None)
 
 
 def _convert_module(m: Any, where: str) -> Layer:
@@ -107,13 +156,16 @@ def _convert_module(m: Any, where: str) -> Layer:
         return neuron
     name = type(m).__name__
     if isinstance(m, tnn.Linear):
+        if name in _WS_NAMES:
+            return WSLinear(m.in_features, m.out_features, bias=m.bias is not None, gain=m.gain is not None,
+                            eps=float(m.eps))
         return Linear(m.in_features, m.out_features, bias=m.bias is not None)
     if isinstance(m, tnn.Conv2d):
-        if m.padding_mode != "zeros" or isinstance(m.padding, str):
-            raise ValueError(f"from_torch: {where} Conv2d must use zero padding given as ints, "
-                             f"got padding={m.padding!r}, padding_mode={m.padding_mode!r}")
-        return Conv2d(m.in_channels, m.out_channels, tuple(m.kernel_size), tuple(m.stride),
-                      tuple(m.padding), tuple(m.dilation), m.groups, bias=m.bias is not None)
+        return _convert_conv(m, where)
+    if isinstance(m, (tnn.BatchNorm1d, tnn.BatchNorm2d)):
+        return _convert_batch_norm(m, where)
+    if name == "Scale" and isinstance(getattr(m, "scale", None), (int, float)):
+        return Scale(float(m.scale))
     if isinstance(m, tnn.AvgPool2d):
         if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
             raise ValueError(f"from_torch: {where} AvgPool2d must use ceil_mode=False, "
@@ -163,9 +215,11 @@ def from_torch(module: torch.nn.Module, x_example: torch.Tensor) -> tuple[Sequen
     """Convert a ``torch.nn.Sequential`` (or SpikingJelly ``OTTTSequential``) into purelearn.
 
     Returns ``(model, params, states)``: the same architecture, a copy of the module's weights in
-    ``x_example``'s dtype and device, and fresh states. Neuron hyperparameters (tau, decay_input,
+    ``x_example``'s dtype and device, and states: fresh neuron memories, BatchNorm's running statistics
+    copied from the module's buffers (the layers train; ``model.inference()`` evaluates, whatever
+    the module's ``training`` flag). Neuron hyperparameters (tau, decay_input,
     v_threshold, v_reset, detach_reset, surrogate and its alpha) are carried over. Use
-    :func:`to_state_dict` to write trained weights back (``module.load_state_dict``).
+    ``to_state_dict(params, states)`` to write trained weights and statistics back (``module.load_state_dict``).
     """
     if not isinstance(module, torch.nn.Sequential):
         raise TypeError(f"from_torch: `module` must be a torch.nn.Sequential, got {type(module).__name__}")
@@ -173,7 +227,7 @@ def from_torch(module: torch.nn.Module, x_example: torch.Tensor) -> tuple[Sequen
     layers = [_convert_module(m, f"layer {i}") for i, m in enumerate(module)]
     _check_ottt_layout(module, layers)
     model = Sequential(*layers)
-    template, states = model.init(None, x_example)
-    sd = {k: v for k, v in module.state_dict().items() if k in to_state_dict(template)}
-    params = from_state_dict(sd, template)
+    template, fresh = model.init(None, x_example)
+    sd = {k: v for k, v in module.state_dict().items() if k in to_state_dict(template, fresh)}
+    params, states = from_state_dict(sd, template, fresh)
     return model, params, states

@@ -20,6 +20,8 @@ One module per concept, as in ``torch.nn``:
 - :mod:`~purelearn.nn.shape`: ``Flatten``, ``Identity``
 - :mod:`~purelearn.nn.dropout`: ``Dropout``, ``DropoutState``
 - :mod:`~purelearn.nn.recurrent`: ``Recurrent``, ``RecurrentState``
+- :mod:`~purelearn.nn.normalization`: ``BatchNorm1d``, ``BatchNorm2d``, ``BatchNormState`` (running
+  statistics in the state), ``WSConv2d``, ``WSLinear``, ``Scale`` (OTTT's scaled weight standardisation)
 - :mod:`~purelearn.nn.sequential`: ``Sequential``
 - ``from_torch``, ``to_state_dict``, ``from_state_dict`` come from :mod:`purelearn.interop.torch`.
 
@@ -37,6 +39,7 @@ from ..interop.torch import from_state_dict, from_torch, to_state_dict
 from ..layer import Layer
 from .dropout import Dropout, DropoutState
 from .linear import Conv2d, Linear
+from .normalization import BatchNorm1d, BatchNorm2d, BatchNormState, Scale, WSConv2d, WSLinear
 from .pooling import AvgPool2d, MaxPool2d
 from .recurrent import Recurrent, RecurrentState
 from .sequential import Sequential
@@ -54,6 +57,12 @@ __all__ = [
     "DropoutState",
     "Recurrent",
     "RecurrentState",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNormState",
+    "WSConv2d",
+    "WSLinear",
+    "Scale",
     "Sequential",
     "from_torch",
     "to_state_dict",

@@ -59,7 +59,11 @@ class Linear(Layer):
     def apply(self, params: Params, state: None, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         x = self._check_x(x)
         check_params(self, params, self.param_shapes(), x)
-        return F.linear(x, params["weight"], params.get("bias")), None
+        return F.linear(x, self.effective_weight(params), params.get("bias")), None
+
+    def effective_weight(self, params: Params) -> torch.Tensor:
+        """The weight the layer applies: ``params["weight"]`` (standardised in ``WSLinear``)."""
+        return params["weight"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,10 @@ class Conv2d(Layer):
     def apply(self, params: Params, state: None, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         x = self._check_x(x)
         check_params(self, params, self.param_shapes(), x)
-        y = F.conv2d(x, params["weight"], params.get("bias"), self.stride, self.padding,
+        y = F.conv2d(x, self.effective_weight(params), params.get("bias"), self.stride, self.padding,
                      self.dilation, self.groups)
         return y, None
+
+    def effective_weight(self, params: Params) -> torch.Tensor:
+        """The kernel the layer applies: ``params["weight"]`` (standardised in ``WSConv2d``)."""
+        return params["weight"]

@@ -68,7 +68,7 @@ class Sequential:
                     params[str(i)] = p
                 if str(i) in self.state_keys:
                     states[str(i)] = s
-                h, _ = layer.apply(p, s, h)
+                h, _ = layer.inference().apply(p, s, h)  # the next input's shape; no batch statistics needed
         return params, states
 
     def init_states(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
@@ -79,12 +79,23 @@ class Sequential:
                     else self.layers[int(k)].draw_state(generator, x)) for k in self.state_keys}
 
     def reset_states(self, states: Params) -> Params:
-        """The states for the next sequence: neuron memories fresh, dropout keys advanced."""
+        """The states for the next sequence: neuron memories fresh, dropout keys advanced, BatchNorm's
+        running statistics kept."""
         self._check_keys("states", states, self.state_keys)
         return {k: self.layers[int(k)].reset_state(s) for k, s in states.items()}
 
+    def restore_states(self, saved: Params, states: Params) -> Params:
+        """The states after replaying a step and undoing it (FPTT's second forward): each layer's
+        :meth:`~purelearn.layer.Layer.restore_state` of ``saved`` (from before the replay) and
+        ``states`` (what it produced): neuron memories from ``saved``, BatchNorm's running
+        statistics from ``states``."""
+        self._check_keys("saved", saved, self.state_keys)
+        self._check_keys("states", states, self.state_keys)
+        return {k: self.layers[int(k)].restore_state(saved[k], states[k]) for k in self.state_keys}
+
     def inference(self) -> Sequential:
-        """This model for evaluation: dropout off; same params/states structure."""
+        """This model for evaluation: dropout off, BatchNorm on its running statistics; same
+        params/states structure."""
         return Sequential(*(m.inference() for m in self.layers))
 
     def _check_keys(self, name: str, tree: Any, expected: tuple[str, ...]) -> None:

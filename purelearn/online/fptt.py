@@ -12,12 +12,20 @@ SpikingJelly 2.0.0 semantics (``learning.online_learning.fptt_online_training``)
 ``grad_last`` starts at 0 on every sequence; ``w_ra`` (a detached copy of the initial params) and
 the optimizer state persist across sequences. ``mse`` is the per-tensor mean, as ``F.mse_loss``.
 
+**BatchNorm** (:class:`~purelearn.nn.BatchNorm2d`): the reference saves and restores only the
+neurons' memories around the second forward, which runs in training mode, so BatchNorm's running
+statistics (module buffers) are updated by *both* forwards — twice per step, once at t = T−1 (its
+``num_batches_tracked`` grows by 2T − 1 per sequence), the second time with the batch statistics at
+``W_{t+1}``. The same here: ``states`` after a step are ``model.restore_states(s_t, replayed)``
+(neuron memories s_t, the statistics of the second forward; :meth:`~purelearn.layer.Layer.restore_state`).
+
 Options beyond the reference, off by default:
 
 - ``reduction="sum"``: the paper's squared norm ``(alpha/2)·‖W − w_ra − grad_last/(2 alpha)‖²``
   instead of the per-tensor mean (the mean scales alpha by 1/numel per tensor).
 - ``second_forward="pre"``: evaluate ``∇l_t(W_{t+1})`` from the state *before* step t,
-  ``s_{t−1}``, as the paper's algorithm states (the reference runs it from ``s_t``).
+  ``s_{t−1}``, as the paper's algorithm states (the reference runs it from ``s_t``); BatchNorm's
+  statistics enter it as the first forward left them.
 
 - ``window=L`` (> 1): the paper's FPTT with one update per window of L steps instead of per step
   (Kag & Saligrama's K = T/L parts). ``l_t`` above becomes the window's summed loss
@@ -129,9 +137,12 @@ class FPTT(Learner):
         params = optim.apply_updates(carry.params, updates)
         w_ra, grad_last = carry.w_ra, carry.grad_last
         if not last:
-            from_states = states if self.second_forward == "post" else carry.states
-            grad_last = grad_with_aux(step_objective(self.model, self.loss_fn, from_states, x_t, y_t, self.window),
-                                      params)[0]
+            # the second forward starts from s_t ("post") or s_{t−1} ("pre") with the statistics after
+            # the first; afterwards the memories are s_t again and the statistics keep its update
+            from_states = states if self.second_forward == "post" else self.model.restore_states(carry.states, states)
+            grad_last, (_, _, replayed) = grad_with_aux(
+                step_objective(self.model, self.loss_fn, from_states, x_t, y_t, self.window), params)
+            states = self.model.restore_states(states, replayed)
             w_ra = map_elementwise(lambda ra, w, g: _running_average(ra, w, g, alpha), w_ra, params, grad_last)
         return FPTTCarry(params, states, opt_state, w_ra, grad_last), StepOutput(loss, y_hat)
 

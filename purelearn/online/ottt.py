@@ -11,9 +11,20 @@ its **weight gradient from the trace**, while the input gradient still flows int
     y = f(W.detach(), s) + (f(W, a) − f(W, a).detach())
     ∂L/∂W^l = Σ_t δ^{l+1}_t · (a^l_t)ᵀ            (no terms across time)
 
-Parameter-free layers between them (pooling, flatten, dropout) are applied to both, the trace
-without gradient. A neuron takes the spike. The model itself (``model.apply``, evaluation) is not
-changed: an OTTTLIF emits its spike like any neuron.
+Parameter-free layers between them (pooling, flatten, dropout, ``Scale``) are applied to both, the
+trace without gradient. A neuron takes the spike. The model itself (``model.apply``, evaluation) is
+not changed: an OTTTLIF emits its spike like any neuron.
+
+**Normalisation**, as in the authors' code (``pkuxmq/OTTT-SNN``, ``models/spiking_vgg.py``) and
+SpikingJelly's ``OTTTSpikingVGG``: with weight standardisation the layout is
+``WSConv2d → OTTTLIF → Scale(2.74) → WSConv2d …``; ``Scale`` multiplies spike and trace alike (the
+authors scale their concatenated spike and rate) and the :class:`~purelearn.nn.WSConv2d` is the
+parametric layer ``f`` above, ``f(W, a) = conv(a, Ŵ(W))``, so the weight gradient flows through
+the standardisation of ``W``. With BatchNorm (their ``BN=True``) it is ``Conv2d → BatchNorm2d →
+OTTTLIF``: the conv takes spike and trace, and BatchNorm, after it, sees an ordinary tensor (the
+value from the spike, the gradient back into the conv's trace path) and updates its running
+statistics once per step. :func:`wire` refuses a BatchNorm between an OTTTLIF and the parametric
+layer it feeds (the trace would be normalised by its own batch statistics).
 
 ``online=True`` (OTTT_O) updates at every step; ``online=False`` (OTTT_A) sums the per-step
 gradients and updates once, at the sequence's last step. ``outs.loss.sum()`` is the reference's
@@ -42,6 +53,7 @@ from .. import optim, tree
 from ..layer import Layer
 from ..neurons import OTTTLIF, Neuron
 from ..nn import Sequential
+from ..nn.normalization import BatchNorm
 from . import _per_step
 from ._checks import check_model
 from ._grad import LossFn
@@ -99,6 +111,9 @@ class _Wired(Layer):
     def reset_state(self, state: Any) -> Any:
         return self.layer.reset_state(state)
 
+    def restore_state(self, saved: Any, state: Any) -> Any:
+        return self.layer.restore_state(saved, state)
+
     def inference(self) -> _Wired:
         return replace(self, layer=self.layer.inference())
 
@@ -143,7 +158,8 @@ def wire(model: Sequential) -> Sequential:
     layer its trace for the weight gradient (see the module docstring). Values are ``model.apply``'s.
 
     Idempotent: wiring a wired model gives it back. ``TypeError`` for a parametric layer with state
-    (``Recurrent``) fed by an OTTTLIF.
+    (``Recurrent``) fed by an OTTTLIF, and for a BatchNorm between an OTTTLIF and the parametric layer
+    it feeds (put it after that layer: ``Conv2d → BatchNorm2d → OTTTLIF``).
     """
     layers = _unwired(model)
     wired: list[Layer] = list(layers)
@@ -155,6 +171,14 @@ def wire(model: Sequential) -> Sequential:
             j += 1
         if j == len(layers) or isinstance(layers[j], Neuron):
             continue  # the spike reaches a neuron or the output: no weight gradient to take from the trace
+        for k in range(i + 1, j + 1):
+            if isinstance(layers[k], BatchNorm):
+                raise TypeError(
+                    f"layer {k} ({type(layers[k]).__name__}) receives OTTTLIF {i}'s spike+trace; batch statistics "
+                    "would normalise the trace apart from the spike and update the running statistics from both. "
+                    "Put BatchNorm after the parametric layer, before the neuron (Conv2d -> BatchNorm2d -> "
+                    "OTTTLIF), as OTTT's authors do: the parametric layer takes spike and trace, BatchNorm a tensor"
+                )
         if layers[j].has_state:
             raise TypeError(
                 f"{type(layers[j]).__name__} has parameters and state; it cannot take OTTT's spike+trace input"
