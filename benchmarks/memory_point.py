@@ -5,9 +5,9 @@ Prints one JSON line with
 - ``peak_bytes``: the peak resident memory during the sequence and ``start_bytes`` the resident
   memory when it started (parameters, optimizer state, the data and the libraries are resident
   before): Linux ``VmHWM`` after resetting it to ``VmRSS`` through ``/proc/self/clear_refs``.
-  For the online learners this is the ``step`` loop with outputs dropped (what training itself
-  needs); ``peak_bytes_run`` is ``learner.run``, whose outputs (per-step losses and network
-  outputs) are stacked [T, ...] by design. BPTT has only ``run``;
+  This is the loop of ``step`` over the learner's plan with outputs dropped (what training itself
+  needs; BPTT's plan is one call over the whole sequence); ``peak_bytes_run`` is ``learner.run``,
+  whose outputs (per-step losses and network outputs) are stacked [T, ...] by design;
 - ``maxrss_bytes``: the process's peak resident set (``ru_maxrss``, import footprint included).
 
 Usage: ``python benchmarks/memory_point.py METHOD T [NET]``.
@@ -60,18 +60,13 @@ def main() -> None:
 
     def step_loop() -> None:
         carry = state["carry"]
-        selected = set(learner.selected_steps(carry, T)) if getattr(learner, "k", None) else None
-        for t in range(T):
-            static = {} if selected is None else {"backward": t in selected}
-            carry, _ = learner.step(carry, x[t], y[t], last=t == T - 1, **static)
+        for call in learner.plan(carry, T):  # the learner's own calls, outputs dropped
+            carry, _ = learner.step(carry, x[call.t], y[call.t], **dict(call.options))
         state["carry"] = learner.end_sequence(carry)
 
     out = {"method": method, "T": T, "net": net}
-    if method != "bptt":
-        out["peak_bytes"], out["start_bytes"] = peak(step_loop)
+    out["peak_bytes"], out["start_bytes"] = peak(step_loop)
     out["peak_bytes_run"], out["start_bytes_run"] = peak(run)
-    if method == "bptt":
-        out["peak_bytes"], out["start_bytes"] = out["peak_bytes_run"], out["start_bytes_run"]
     out["maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(out))
 
