@@ -6,6 +6,7 @@
 - :func:`sequences`: reproducible time-major ``(x_seq, y_seq)`` pairs.
 - :data:`OPTIMIZERS`: the same optimizer as ``torch.optim`` and as ``purelearn.optim``.
 - :func:`params_diff` / :func:`state_dict_diff`: purelearn params against a torch module.
+- :func:`train_beside_sj_ottt`: a learner beside SpikingJelly's ``ottt_online_training``, sequence by sequence.
 - :func:`snapshot` / :func:`assert_untouched`: purity checks (values and ``_version`` of leaves).
 """
 
@@ -107,6 +108,24 @@ def grads_diff(ours: Any, net: torch.nn.Module) -> float:
     """purelearn gradient tree against the ``.grad`` of ``net``'s parameters."""
     theirs = {k: p.grad.detach() for k, p in net.named_parameters()}
     return state_dict_diff(nn.to_state_dict(ours), theirs)
+
+
+def train_beside_sj_ottt(sj: Any, net: torch.nn.Module, topt: torch.optim.Optimizer, learner: Any, carry: Any,
+                         data: Sequence[tuple[torch.Tensor, torch.Tensor]], online: bool, tol: float
+                         ) -> tuple[Any, Any]:
+    """Train ``net`` with SpikingJelly's ``ottt_online_training`` (OTTT's loop, SLTT's too) and ``learner``
+    from ``carry`` on each ``(x, y)`` of ``data``; per sequence, the summed losses and the outputs must
+    agree to ``tol``. Returns the last ``(carry, outs)``."""
+    ol = sj_online()
+    for x, y in data:
+        net.train()
+        batch_loss, y_all = ol.ottt_online_training(net, topt, x.transpose(0, 1), y.transpose(0, 1), F.mse_loss,
+                                                    online)
+        sj.functional.reset_net(net)
+        carry, outs = learner.run(carry, x, y)
+        torch.testing.assert_close(outs.loss.sum(), batch_loss, rtol=0, atol=tol)
+        torch.testing.assert_close(outs.y, y_all.transpose(0, 1), rtol=0, atol=tol)
+    return carry, outs
 
 
 def memories(net: torch.nn.Module) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from _learner_helpers import (
     sequences,
     sj_online,
     tensor_leaves,
+    train_beside_sj_ottt,
 )
 
 from purelearn import neurons, nn, online, optim, tree
@@ -42,7 +43,6 @@ def sj_ottt_net(sj, arch: str, dtype: torch.dtype, seed: int) -> tnn.Module:
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_matches_spikingjelly_ottt_over_three_sequences(sj, dtype, arch, online_, opt_name):
-    ol = sj_online()
     net = sj_ottt_net(sj, arch, dtype, 3)
     data = sequences(3, 4, SHAPES[arch], (3,), dtype, 3, batches=[3, 2, 3])
     model, params, states = nn.from_torch(net, data[0][0][0])
@@ -50,16 +50,9 @@ def test_matches_spikingjelly_ottt_over_three_sequences(sj, dtype, arch, online_
     initial = tree.clone(params)
     topt = OPTIMIZERS[opt_name].torch(net.parameters())
     learner = online.ottt(model, F.mse_loss, OPTIMIZERS[opt_name].ours(), online=online_)
-    carry = learner.init(params, states)
-    for x, y in data:
-        net.train()
-        batch_loss, y_all = ol.ottt_online_training(net, topt, x.transpose(0, 1), y.transpose(0, 1),
-                                                    F.mse_loss, online_)
-        sj.functional.reset_net(net)
-        carry, outs = learner.run(carry, x, y)
-        assert outs.loss.shape == (x.shape[0],)
-        torch.testing.assert_close(outs.loss.sum(), batch_loss, rtol=0, atol=TOL[dtype])
-        torch.testing.assert_close(outs.y, y_all.transpose(0, 1), rtol=0, atol=TOL[dtype])
+    carry, outs = train_beside_sj_ottt(sj, net, topt, learner, learner.init(params, states), data, online_,
+                                       TOL[dtype])
+    assert outs.loss.shape == (data[-1][0].shape[0],)
     assert params_diff(carry.params, net) <= TOL[dtype]
     assert params_diff(initial, net) > 1e-4
 

@@ -16,8 +16,8 @@ from _learner_helpers import (
     assert_untouched,
     params_diff,
     sequences,
-    sj_online,
     snapshot,
+    train_beside_sj_ottt,
 )
 
 from purelearn import neurons, nn, online, optim, tree
@@ -74,7 +74,6 @@ def mlp(seed: int = 0, dtype: torch.dtype = torch.float64, T: int = 8, n: int = 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_matches_spikingjelly_sltt_over_three_sequences(sj, dtype, arch, online_, opt_name):
-    ol = sj_online()
     net = sj_sltt_net(sj, arch, dtype, 8)
     data = sequences(3, 4, SHAPES[arch], (3,), dtype, 8, batches=[3, 2, 3])
     model, params, states = nn.from_torch(net, data[0][0][0])
@@ -83,14 +82,8 @@ def test_matches_spikingjelly_sltt_over_three_sequences(sj, dtype, arch, online_
     topt = OPTIMIZERS[opt_name].torch(net.parameters())
     kwargs = {} if not online_ else {"online": True}  # online=False is the default
     learner = online.sltt(model, F.mse_loss, OPTIMIZERS[opt_name].ours(), **kwargs)
-    carry = learner.init(params, states)
-    for x, y in data:
-        batch_loss, y_all = ol.ottt_online_training(net, topt, x.transpose(0, 1), y.transpose(0, 1),
-                                                    F.mse_loss, online_)
-        sj.functional.reset_net(net)
-        carry, outs = learner.run(carry, x, y)
-        torch.testing.assert_close(outs.loss.sum(), batch_loss, rtol=0, atol=TOL[dtype])
-        torch.testing.assert_close(outs.y, y_all.transpose(0, 1), rtol=0, atol=TOL[dtype])
+    carry, _ = train_beside_sj_ottt(sj, net, topt, learner, learner.init(params, states), data, online_,
+                                       TOL[dtype])
     assert params_diff(carry.params, net) <= TOL[dtype]
     assert params_diff(initial, net) > 1e-4
 

@@ -41,7 +41,22 @@ def _buffers(states: Params | None) -> dict[str, Any]:
         return {}
     if not isinstance(states, dict):
         raise TypeError(f"to_state_dict: `states` must be a dict of layer states, got {type(states).__name__}")
-    return {k: dict(s._asdict()) for k, s in states.items() if isinstance(s, BatchNormState)}
+    out: dict[str, Any] = {}
+    for k, s in states.items():
+        if isinstance(s, BatchNormState):
+            out[k] = dict(s._asdict())
+        elif isinstance(s, dict):  # a residual block's chains: "3.body.1.running_mean"
+            nested = {name: b for name, chain in s.items() if (b := _buffers(chain))}
+            if nested:
+                out[k] = nested
+    return out
+
+
+def _with_buffers(states: Params, buffers: dict[str, Any]) -> Params:
+    """``states`` with every BatchNorm state read from ``buffers`` (a residual block's too)."""
+    return {k: BatchNormState(**buffers[k]) if isinstance(s, BatchNormState)
+            else _with_buffers(s, buffers[k]) if isinstance(s, dict) and k in buffers else s
+            for k, s in states.items()}
 
 
 def to_state_dict(params: Params, states: Params | None = None) -> dict[str, torch.Tensor]:
@@ -90,8 +105,7 @@ def from_state_dict(state_dict: dict[str, torch.Tensor], like: Params, states: P
     params = build("", like)
     if states is None:
         return params
-    buffers = build("", _buffers(states))
-    return params, {k: BatchNormState(**buffers[k]) if k in buffers else s for k, s in states.items()}
+    return params, _with_buffers(states, build("", _buffers(states)))
 
 
 _SJ_SURROGATES = {"Sigmoid": _surrogate.Sigmoid, "ATan": _surrogate.ATan,

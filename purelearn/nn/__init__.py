@@ -22,6 +22,7 @@ One module per concept, as in ``torch.nn``:
 - :mod:`~purelearn.nn.recurrent`: ``Recurrent``, ``RecurrentState``
 - :mod:`~purelearn.nn.normalization`: ``BatchNorm1d``, ``BatchNorm2d``, ``BatchNormState`` (running
   statistics in the state), ``WSConv2d``, ``WSLinear``, ``Scale`` (OTTT's scaled weight standardisation)
+- :mod:`~purelearn.nn.residual`: ``Residual`` (``y = body(x) + shortcut(x)``), ``walk`` (nested layers)
 - :mod:`~purelearn.nn.sequential`: ``Sequential``
 - ``from_torch``, ``to_state_dict``, ``from_state_dict`` come from :mod:`purelearn.interop.torch`.
 
@@ -42,6 +43,7 @@ from .linear import Conv2d, Linear
 from .normalization import BatchNorm1d, BatchNorm2d, BatchNormState, Scale, WSConv2d, WSLinear
 from .pooling import AvgPool2d, MaxPool2d
 from .recurrent import Recurrent, RecurrentState
+from .residual import Residual, walk
 from .sequential import Sequential
 from .shape import Flatten, Identity
 
@@ -63,6 +65,8 @@ __all__ = [
     "WSConv2d",
     "WSLinear",
     "Scale",
+    "Residual",
+    "walk",
     "Sequential",
     "from_torch",
     "to_state_dict",

@@ -50,8 +50,8 @@ class Sequential:
 
     @property
     def neurons(self) -> tuple[Neuron, ...]:
-        """The neuron layers, in order."""
-        return tuple(m for m in self.layers if isinstance(m, Neuron))
+        """The neuron layers, in order (a residual block's, :class:`~purelearn.nn.Residual`, included)."""
+        return tuple(n for m in self.layers for n in ((m,) if isinstance(m, Neuron) else getattr(m, "neurons", ())))
 
     def init(self, generator: torch.Generator | None, x: torch.Tensor) -> tuple[Params, Params]:
         """Parameters and fresh states for input example ``x`` [N, ...] (its dtype and device).

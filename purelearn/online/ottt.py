@@ -26,6 +26,15 @@ value from the spike, the gradient back into the conv's trace path) and updates 
 statistics once per step. :func:`wire` refuses a BatchNorm between an OTTTLIF and the parametric
 layer it feeds (the trace would be normalised by its own batch statistics).
 
+**Residual blocks** (:class:`~purelearn.nn.Residual`), as in the authors' ResNet
+(``models/spiking_resnet_imagenet.py``: the block's convolutions and its downsampling shortcut take
+spike and rate from the neuron before them): each chain of the block is wired like a model whose
+input is the block's input. When an OTTTLIF's spike reaches the block (through parameter-free
+layers), both chains receive spike and trace: the first parametric layer of each takes its weight
+gradient from the trace, and an identity shortcut (or a chain that reaches a neuron or its end
+first) adds the spike. The block's output is a sum, not a spike: it has no trace, and a parametric
+layer right after it takes its gradient from that value, as the first layer does from the input.
+
 ``online=True`` (OTTT_O) updates at every step; ``online=False`` (OTTT_A) sums the per-step
 gradients and updates once, at the sequence's last step. ``outs.loss.sum()`` is the reference's
 ``batch_loss`` and ``outs.y`` its ``y_all`` (time-major here).
@@ -52,7 +61,7 @@ import torch
 from .. import optim, tree
 from ..layer import Layer
 from ..neurons import OTTTLIF, Neuron
-from ..nn import Sequential
+from ..nn import Residual, Sequential
 from ..nn.normalization import BatchNorm
 from . import _per_step
 from ._checks import check_model
@@ -148,63 +157,143 @@ class _GradFromTrace(_Wired):
         return value + (z - z.detach()), state
 
 
+@dataclass(frozen=True)
+class _WiredResidual(_Wired):
+    """A residual block with wired chains; with ``trace_input`` its input is a :class:`SpikeTrace`, which
+    a chain with ``takes_trace`` receives whole and the others as the spike."""
+
+    trace_input: bool = False
+    body: Sequential | None = None
+    body_takes_trace: bool = False
+    shortcut: Sequential | None = None
+    shortcut_takes_trace: bool = False
+
+    def apply(self, params: Any, state: Any, x: Any) -> tuple[torch.Tensor, Any]:
+        res: Residual = self.layer  # type: ignore[assignment]
+        outputs, states = {}, {}
+        for name, chain, takes_trace in (("body", self.body, self.body_takes_trace),
+                                         ("shortcut", self.shortcut, self.shortcut_takes_trace)):
+            if chain is not None:
+                chain_input = x if takes_trace else _spike(x)
+                outputs[name], states[name] = _thread(chain, res.subtree(name, params, "params"),
+                                                      res.subtree(name, state, "states"), chain_input)
+        return res.combine(outputs["body"], outputs.get("shortcut", _spike(x))), res.nest(states, "states")
+
+    def inference(self) -> Layer:
+        return _wire_residual(self.layer.inference(), self.trace_input)  # type: ignore[arg-type]
+
+
+def _thread(chain: Sequential, params: dict, states: dict, x: Any) -> tuple[torch.Tensor, dict]:
+    """``chain``'s layers applied in turn to ``x`` (a tensor or, for a wired chain, a :class:`SpikeTrace`)."""
+    new_states = {}
+    for i, layer in enumerate(chain.layers):
+        x, s = layer.apply(params.get(str(i)), states.get(str(i)), x)
+        if str(i) in states:
+            new_states[str(i)] = s
+    return x, new_states
+
+
 def _unwired(model: Sequential) -> tuple[Layer, ...]:
     return tuple(m.layer if isinstance(m, _Wired) else m for m in model.layers)
+
+
+def _wire_residual(block: Residual, trace_input: bool, path: str = "") -> Layer:
+    """``block`` (layer ``path`` of its model) wired, see the module docstring; the block itself where
+    nothing changes."""
+    chains = {}
+    for name, part in block.parts:
+        chains[name] = _wire_chain(part.layers, trace_input, f"{path}.{name}.")
+    if not trace_input and all(chains[name][0] == part.layers for name, part in block.parts):
+        return block
+    body, body_takes = chains["body"]
+    shortcut, shortcut_takes = chains.get("shortcut", (None, False))
+    return _WiredResidual(block, trace_input, Sequential(*body), body_takes,
+                          None if shortcut is None else Sequential(*shortcut), shortcut_takes)
+
+
+def _wire_chain(layers: tuple[Layer, ...], trace_input: bool, prefix: str = "") -> tuple[tuple[Layer, ...], bool]:
+    """The wired ``layers`` (named ``prefix + index`` in messages), and whether the chain takes its
+    input's trace (``trace_input``: its input is an OTTTLIF's spike and trace, as if an OTTTLIF stood at
+    position −1)."""
+    wired: list[Layer] = list(layers)
+    takes_trace = False
+    sources = ([-1] if trace_input else []) + [i for i, m in enumerate(layers) if isinstance(m, OTTTLIF)]
+    for i in sources:
+        j = i + 1
+        while j < len(layers) and not (isinstance(layers[j], (Neuron, Residual)) or layers[j].has_params):
+            j += 1
+        if j == len(layers) or isinstance(layers[j], Neuron):
+            continue  # the spike reaches a neuron or the output: no weight gradient to take from the trace
+        block = prefix.rsplit(".", 2)[0]  # prefix "3.body." names the chain's block "3"
+        source = f"OTTTLIF {prefix}{i}" if i >= 0 else f"the OTTTLIF before residual block {block}"
+        for k in range(i + 1, j + 1):
+            if isinstance(layers[k], BatchNorm):
+                raise TypeError(
+                    f"layer {prefix}{k} ({type(layers[k]).__name__}) receives {source}'s spike+trace; batch "
+                    "statistics would normalise the trace apart from the spike and update the running statistics "
+                    "from both. Put BatchNorm after the parametric layer, before the neuron (Conv2d -> BatchNorm2d "
+                    "-> OTTTLIF), as OTTT's authors do: the parametric layer takes spike and trace, BatchNorm a tensor"
+                )
+        if isinstance(layers[j], Residual):
+            wired[j] = _wire_residual(layers[j], True, f"{prefix}{j}")
+        elif layers[j].has_state:
+            raise TypeError(
+                f"{type(layers[j]).__name__} has parameters and state; it cannot take OTTT's spike+trace input"
+            )
+        else:
+            wired[j] = _GradFromTrace(layers[j])
+        if i >= 0:
+            wired[i] = _EmitsTrace(layers[i])
+        else:
+            takes_trace = True
+        wired[i + 1:j] = [_BothPaths(m) for m in layers[i + 1:j]]
+    for k, layer in enumerate(layers):
+        if isinstance(layer, Residual) and wired[k] is layer:
+            wired[k] = _wire_residual(layer, False, f"{prefix}{k}")
+    return tuple(wired), takes_trace
 
 
 def wire(model: Sequential) -> Sequential:
     """``model`` for OTTT's gradient: the same params/states keys, init and states; in ``apply``, every
     OTTTLIF whose spike reaches a parametric layer (through parameter-free layers only) hands that
-    layer its trace for the weight gradient (see the module docstring). Values are ``model.apply``'s.
+    layer its trace for the weight gradient (see the module docstring); residual blocks are wired
+    chain by chain. Values are ``model.apply``'s.
 
     Idempotent: wiring a wired model gives it back. ``TypeError`` for a parametric layer with state
     (``Recurrent``) fed by an OTTTLIF, and for a BatchNorm between an OTTTLIF and the parametric layer
     it feeds (put it after that layer: ``Conv2d → BatchNorm2d → OTTTLIF``).
     """
-    layers = _unwired(model)
-    wired: list[Layer] = list(layers)
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, OTTTLIF):
-            continue
-        j = i + 1
-        while j < len(layers) and not (isinstance(layers[j], Neuron) or layers[j].has_params):
-            j += 1
-        if j == len(layers) or isinstance(layers[j], Neuron):
-            continue  # the spike reaches a neuron or the output: no weight gradient to take from the trace
-        for k in range(i + 1, j + 1):
-            if isinstance(layers[k], BatchNorm):
-                raise TypeError(
-                    f"layer {k} ({type(layers[k]).__name__}) receives OTTTLIF {i}'s spike+trace; batch statistics "
-                    "would normalise the trace apart from the spike and update the running statistics from both. "
-                    "Put BatchNorm after the parametric layer, before the neuron (Conv2d -> BatchNorm2d -> "
-                    "OTTTLIF), as OTTT's authors do: the parametric layer takes spike and trace, BatchNorm a tensor"
-                )
-        if layers[j].has_state:
-            raise TypeError(
-                f"{type(layers[j]).__name__} has parameters and state; it cannot take OTTT's spike+trace input"
-            )
-        wired[i] = _EmitsTrace(layer)
-        wired[i + 1:j] = [_BothPaths(m) for m in layers[i + 1:j]]
-        wired[j] = _GradFromTrace(layers[j])
-    return model if tuple(wired) == model.layers else Sequential(*wired)
+    wired, _ = _wire_chain(_unwired(model), False)
+    return model if wired == model.layers else Sequential(*wired)
 
 
 # ----------------------------------------------------------------------------- the learner
 
 
 def check_ottt_model(model: Sequential) -> None:
-    """Every parametric layer after the first neuron must be fed by an OTTTLIF (which keeps a trace)."""
-    feeding: Any = None
-    for i, layer in enumerate(_unwired(model)):
-        if isinstance(layer, Neuron):
+    """Every parametric layer after the first neuron must be fed by an OTTTLIF (which keeps a trace);
+    inside a residual block, by the OTTTLIF before the block or one of its chain's own."""
+    _check_chain(_unwired(model), None, "")
+
+
+def _check_chain(layers: tuple[Layer, ...], feeding: Any, prefix: str) -> None:
+    """:func:`check_ottt_model` of a chain whose input ``feeding`` (``(path, neuron)`` or None) emits."""
+    for i, layer in enumerate(layers):
+        if isinstance(layer, _Wired):
+            layer = layer.layer
+        if isinstance(layer, Residual):
+            for name, part in layer.parts:
+                _check_chain(part.layers, feeding, f"{prefix}{i}.{name}.")
+            feeding = None  # the block's output is a sum, not a neuron's spike
+        elif isinstance(layer, Neuron):
             if layer.has_params:
-                raise ValueError(f"ottt: layer {i} ({type(layer).__name__}) has parameters; OTTT supports "
+                raise ValueError(f"ottt: layer {prefix}{i} ({type(layer).__name__}) has parameters; OTTT supports "
                                  "parameter-free neurons only")
-            feeding = (i, layer)
+            feeding = (f"{prefix}{i}", layer)
         elif layer.has_params and feeding is not None and not isinstance(feeding[1], OTTTLIF):
             j, neuron = feeding
             raise ValueError(
-                f"ottt: layer {i} ({type(layer).__name__}) has parameters and is fed by layer {j} "
+                f"ottt: layer {prefix}{i} ({type(layer).__name__}) has parameters and is fed by layer {j} "
                 f"({type(neuron).__name__}), which emits no presynaptic trace; OTTT needs "
                 "neurons.OTTTLIF before every parametric layer (its weight gradient uses the trace)"
             )
