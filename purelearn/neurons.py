@@ -5,6 +5,7 @@ Functional core (no state anywhere but in the arguments)::
     if_step(x, v, ...)              -> (spike, v_next)
     lif_step(x, v, ...)             -> (spike, v_next)
     alif_step(x, state, ...)        -> (spike, ALIFState)
+    li_step(x, v, tau)              -> v_next         (leaky integrator: no spike, the output is v)
 
 Every neuron charges, fires and resets (SpikingJelly's equations)::
 
@@ -15,7 +16,8 @@ Every neuron charges, fires and resets (SpikingJelly's equations)::
     reset    V = S·V_reset + (1 − S)·H              (hard, v_reset a float)
              V = H − S·V_th                         (soft, v_reset=None)
 
-Layer objects (``IF``, ``LIF``, ``OTTTLIF``, ``SLTTLIF``, ``ALIF``) are frozen dataclasses of
+Layer objects (``IF``, ``LIF``, ``OTTTLIF``, ``SLTTLIF``, ``ALIF``, and ``LI``, a non-spiking
+leaky readout) are frozen dataclasses of
 hyperparameters and layers like any other (:class:`~purelearn.layer.Layer`, the protocol
 ``init / init_state / apply`` that :mod:`purelearn.nn` composes), with ``has_state=True``. States
 are named tuples; a fresh state is *batch-agnostic*: 0-d tensors that broadcast to the first input
@@ -51,15 +53,18 @@ __all__ = [
     "LIFState",
     "OTTTLIFState",
     "ALIFState",
+    "LIState",
     "if_step",
     "lif_step",
     "alif_step",
     "trace_step",
+    "li_step",
     "IF",
     "LIF",
     "OTTTLIF",
     "SLTTLIF",
     "ALIF",
+    "LI",
     "Neuron",
 ]
 
@@ -91,6 +96,12 @@ class ALIFState(NamedTuple):
     v: torch.Tensor
     b: torch.Tensor
     s: torch.Tensor
+
+
+class LIState(NamedTuple):
+    """State of a leaky integrator (:class:`LI`): membrane potential ``v``."""
+
+    v: torch.Tensor
 
 
 # ----------------------------------------------------------------------------- functional core
@@ -175,6 +186,13 @@ def alif_step(
     v = alpha * state.v + (1.0 - alpha) * x - theta * state.s
     spike = surrogate(v - theta)
     return spike, ALIFState(v=v, b=b, s=spike)
+
+
+def li_step(x: torch.Tensor, v: torch.Tensor, tau: Scalar) -> torch.Tensor:
+    """One leaky-integrator step, ``v_t = alpha·v_{t−1} + (1 − alpha)·x_t`` with ``alpha = exp(−1/tau)``
+    (ALIF's membrane without threshold or reset); ``tau`` a scalar or a tensor [features]."""
+    alpha = torch.exp(-1.0 / torch.as_tensor(tau, dtype=x.dtype, device=x.device))
+    return alpha * v + (1.0 - alpha) * x
 
 
 # ----------------------------------------------------------------------------- validation helpers
@@ -395,3 +413,43 @@ class ALIF(Neuron):
         tau_m, tau_adp = (params["tau_m"], params["tau_adp"]) if self.learn_tau else (self.tau_m, self.tau_adp)
         return alif_step(x, state, tau_m=tau_m, tau_adp=tau_adp, beta=self.beta,
                          v_threshold=self.v_threshold, surrogate=self.surrogate)
+
+
+@dataclass(frozen=True)
+class LI(Neuron):
+    """Leaky integrator, a non-spiking readout (Yin et al.'s SRNN output layer): the output is the
+    membrane, ``y_t = v_t = alpha·v_{t−1} + (1 − alpha)·x_t`` (:func:`li_step`), so the logits at step t
+    are a leaky average of the last linear layer's outputs up to t.
+
+    With ``learn_tau=True`` the time constant is a parameter [features] (``params = {"tau": ...}``)
+    initialised at ``tau``; otherwise it is fixed (a number or a tensor).
+    """
+
+    tau: Scalar = 20.0
+    learn_tau: bool = False
+
+    @property
+    def has_params(self) -> bool:  # type: ignore[override]
+        """The time constant is a parameter when ``learn_tau``."""
+        return self.learn_tau
+
+    def __post_init__(self) -> None:
+        _check_number("LI", "tau", self.tau, gt=0.0)
+
+    def init(self, generator: torch.Generator | None, x: torch.Tensor) -> tuple[Any, LIState]:
+        """``params`` holds ``tau`` [features] when ``learn_tau``; the state is fresh."""
+        x = _input(x)
+        params = {"tau": torch.full((x.shape[-1],), float(self.tau), dtype=x.dtype, device=x.device)} \
+            if self.learn_tau else None
+        return params, self.init_state(x)
+
+    def init_state(self, x: torch.Tensor) -> LIState:
+        """Fresh batch-agnostic state: ``v`` = 0, 0-d."""
+        return LIState(v=_fresh(0.0, _input(x)))
+
+    def apply(self, params: dict | None, state: LIState, x: torch.Tensor) -> tuple[torch.Tensor, LIState]:
+        """One step: ``x`` [N, features] -> the membrane [N, features] (output and next state)."""
+        x = _input(x)
+        _check_state_shape("LI", "v", state.v, x)
+        v = li_step(x, state.v, params["tau"] if self.learn_tau else self.tau)
+        return v, LIState(v=v)

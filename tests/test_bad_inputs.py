@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -82,6 +83,20 @@ def _other_params():
     return other.init(None, torch.rand(2, 3))[0]
 
 
+def _batch_norm_apply(states_channels: int) -> None:
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4))
+    x = torch.rand(2, 2, 5, 5)
+    params, _ = model.init(None, x)
+    other = nn.Sequential(nn.Conv2d(2, states_channels, 3), nn.BatchNorm2d(states_channels)).init_states(x)
+    model.apply(params, other, x)
+
+
+def _one_sample_batch_norm() -> None:
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    params, states = model.init(None, torch.rand(4, 2))
+    model.apply(params, states, torch.rand(1, 2))
+
+
 # id -> (callable, exception type, regex the message must match)
 CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
     # ---- model construction and apply
@@ -113,6 +128,21 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
                                ValueError, r"layer 0 is a LSTM.*supported: torch.nn.Linear"),
     "from-torch-not-sequential": (lambda: nn.from_torch(torch.nn.Linear(3, 3), torch.rand(2, 3)), TypeError,
                                   r"`module` must be a torch.nn.Sequential.*Linear"),
+    "batchnorm-wrong-channels": (lambda: nn.Sequential(nn.BatchNorm2d(4)).init(None, torch.rand(2, 3, 8, 8)),
+                                 ValueError, r"BatchNorm2d\(4\): input `x` must have shape \[N, 4, H, W\], got "
+                                 r"\(2, 3, 8, 8\)"),
+    "batchnorm-bad-momentum": (lambda: nn.BatchNorm2d(4, momentum=1.5), ValueError,
+                               r"BatchNorm2d: `momentum` must be a number in \[0, 1\] or None, got 1.5"),
+    "normalization-bad-eps": (lambda: nn.WSConv2d(2, 4, 3, eps=0.0), ValueError,
+                              r"WSConv2d: `eps` must be a finite number > 0, got 0.0"),
+    "batchnorm-state-shape": (lambda: _batch_norm_apply(states_channels=3), ValueError,
+                              r"BatchNorm2d\(4\): state `running_mean` must have shape \(4,\), got \(3,\)"),
+    "batchnorm-one-value-per-channel": (_one_sample_batch_norm, ValueError,
+                                        r"BatchNorm1d\(3\): training needs more than one value per channel, "
+                                        r"got input shape \(1, 3\)"),
+    "from-torch-batchnorm-no-running-stats": (lambda: nn.from_torch(torch.nn.Sequential(
+        torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3, track_running_stats=False)), torch.rand(2, 3)), ValueError,
+        r"layer 1 BatchNorm1d must track running statistics \(track_running_stats=True\)"),
     # ---- optimizers
     "lr-negative": (lambda: optim.sgd(lr=-0.1), ValueError, r"sgd: `lr` must be >= 0, got -0.1"),
     "momentum-negative": (lambda: optim.sgd(lr=0.1, momentum=-0.5), ValueError, r"`momentum` must be >= 0"),
@@ -153,6 +183,9 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
         *_setup()[2:]), ValueError, r"`loss_fn` must return a 0-d tensor.*\(2, 2\)"),
     "ottt-no-trace": (lambda: online.ottt(_model(), F.mse_loss, optim.sgd(lr=0.1)), ValueError,
                       r"layer 2 \(Linear\).*fed by layer 1 \(LIF\).*no presynaptic trace"),
+    "ottt-batchnorm-takes-trace": (lambda: online.ottt(nn.Sequential(
+        nn.Conv2d(2, 4, 3), neurons.OTTTLIF(), nn.BatchNorm2d(4), neurons.LIF()), F.mse_loss, optim.sgd(lr=0.1)),
+        TypeError, r"layer 2 \(BatchNorm2d\) receives OTTTLIF 1's spike\+trace.*Conv2d -> BatchNorm2d -> OTTTLIF"),
     "sltt-not-sltt-neurons": (lambda: online.sltt(_model(), F.mse_loss, optim.sgd(lr=0.1)), ValueError,
                               r"sltt: layer 1 is LIF; SLTT needs neurons.SLTTLIF"),
     "sltt-k-exceeds-t": (lambda: _sltt_k_run(k=9, T=5), ValueError, r"`k`=9 exceeds the sequence length T=5"),
@@ -234,11 +267,87 @@ def _wrong_layout(tmp_path: Path) -> None:
     data.load_tensor_file(path)
 
 
+def _load(spec: str, T: int | None = None) -> object:
+    from purelearn import data
+
+    return data.load(spec, T)
+
+
+def _not_hdf5(tmp_path: Path) -> None:
+    for part in ("train", "test"):
+        (tmp_path / f"shd_{part}.h5").write_bytes(b"not an HDF5 file")
+    _load(f"shd:{tmp_path}")
+
+
+def _shd(tmp_path: Path, edit: Callable[[Any], object] | None = None, both: bool = False, options: str = "",
+         T: int | None = None, **layout: Any) -> None:
+    """``data.load("shd:tmp_path" + options, T)`` of files written with h5py in the published layout
+    (``layout`` replaces times, units, labels or keys in shd_train.h5, or in both files with ``both``),
+    the same files then changed by ``edit(file)``."""
+    h5py, np = pytest.importorskip("h5py"), pytest.importorskip("numpy")
+
+    def ragged(rows: list[list[float]], dtype: str) -> Any:
+        out = np.empty(len(rows), dtype=object)
+        for i, row in enumerate(rows):
+            out[i] = np.asarray(row, dtype=dtype)
+        return out
+
+    good = {"times": [[0.1, 0.2], [0.3], [], [0.5, 0.6]], "units": [[1, 2], [3], [], [5, 6]], "labels": [0, 1, 2, 0],
+            "keys": ["a", "b", "c"]}
+    for part in ("train", "test"):
+        spec = {**good, **layout} if part == "train" or both else good
+        with h5py.File(tmp_path / f"shd_{part}.h5", "w") as f:
+            f.create_dataset("spikes/times", data=ragged(spec["times"], "float32"), dtype=h5py.vlen_dtype(np.float32))
+            f.create_dataset("spikes/units", data=ragged(spec["units"], "uint16"), dtype=h5py.vlen_dtype(np.uint16))
+            f.create_dataset("labels", data=np.asarray(spec["labels"], dtype="uint8"))
+            f.create_dataset("extra/keys", data=np.array([k.encode() for k in spec["keys"]]))
+            if edit is not None and (part == "train" or both):
+                edit(f)
+    _load(f"shd:{tmp_path}{options},cache=none", T)
+
+
+def _replace(key: str, value: Any) -> Callable[[Any], object]:
+    def edit(f: Any) -> None:
+        del f[key]
+        f.create_dataset(key, data=value)
+    return edit
+
+
 FILE_CASES: dict[str, tuple[Callable[[Path], object], type[Exception], str]] = {
     "file-checkpoint-truncated": (_truncated_checkpoint, ValueError, r"checkpoint .* is truncated or corrupt"),
     "file-checkpoint-corrupt": (_corrupt_checkpoint, ValueError, r"checkpoint .* is truncated or corrupt"),
     "file-data-wrong-layout": (_wrong_layout, ValueError, r"key 'y' must have one label per sample of 'x' "
                                                           r"\(N=10\), got 9 labels"),
+    "file-shd-missing": (lambda p: _load(f"shd:{p}"), FileNotFoundError,
+                         r"shd_train.h5 does not exist: shd:DIR reads shd_train.h5, shd_test.h5 from DIR .* "
+                         r"\"Heidelberg spiking datasets\" page \(zenkelab.org/datasets, mirror "
+                         r"compneuro.net/datasets\): download them and gunzip them into"),
+    "file-shd-not-hdf5": (_not_hdf5, ValueError, r"shd_train.h5: not a readable HDF5 file"),
+    "file-shd-missing-key": (lambda p: _shd(p, lambda f: f.__delitem__("spikes/units")), ValueError,
+                             r"shd_train.h5: key 'spikes/units' is missing; the SHD/SSC layout has spikes/times, "
+                             r"spikes/units and labels"),
+    "file-shd-not-ragged": (lambda p: _shd(p, _replace("spikes/times", [[0.1, 0.2]] * 4)), ValueError,
+                            r"key 'spikes/times' must hold a variable-length array per sample, got a dataset of "
+                            r"shape \(4, 2\)"),
+    "file-shd-sample-count-mismatch": (lambda p: _shd(p, units=[[1, 2], [3], []]), ValueError,
+                                       r"key 'spikes/units' has 3 samples but 'labels' has 4"),
+    "file-shd-spike-count-mismatch": (lambda p: _shd(p, units=[[1, 2], [3], [4], [5, 6]]), ValueError,
+                                      r"key 'spikes/units' has 1 units in sample 2 but 'spikes/times' has 0 times"),
+    "file-shd-unit-out-of-range": (lambda p: _shd(p, units=[[1, 700], [3], [], [5, 6]]), ValueError,
+                                   r"key 'spikes/units' must hold units 0..699, got 700 in sample 0"),
+    "file-shd-label-out-of-range": (lambda p: _shd(p, labels=[0, 3, 1, 2]), ValueError,
+                                    r"key 'labels' must hold class labels 0..2 \(extra/keys names 3 classes\), got 3 "
+                                    r"at sample 1"),
+    "file-shd-no-samples": (lambda p: _shd(p, times=[], units=[], labels=[]), ValueError,
+                            r"key 'labels' holds no samples; a data file needs at least one"),
+    "file-shd-no-finite-times": (lambda p: _shd(p, both=True, times=[[float("nan")], [], [], [float("inf")]],
+                                                units=[[1], [], [], [2]]), ValueError,
+                                 r"key 'spikes/times' holds no finite spike time in any sample; there is nothing to "
+                                 r"bin"),
+    "data-spec-bad-option": (lambda p: _load(f"shd:{p},bins=3"), ValueError,
+                             r"--data shd: unknown option\(s\) \['bins'\]; shd takes dt, span, cache"),
+    "data-bin-options": (lambda p: _shd(p, options=",dt=0.1,span=1", T=4), ValueError,
+                         r"give at most two of T, dt and span"),
 }
 FILE_CASES_SPECIAL = ("file-interrupted-write",)
 
@@ -279,6 +388,8 @@ CLI_CASES: dict[str, tuple[list[str], str]] = {
                                    r"--window only applies to --algo fptt or fptt-dual, got --algo bptt"),
     "cli-unwritable-out": (["train", "--limit", "40", "--epochs", "1", "--out", "/proc/purelearn-forbidden/x"],
                            r"--out /proc/purelearn-forbidden/x: cannot write there"),
+    "cli-data-missing-file": (["data", "shd:/nonexistent/shd"],
+                              r"^purelearn data: error: /nonexistent/shd/shd_train.h5 does not exist: shd:DIR reads"),
 }
 
 

@@ -13,7 +13,7 @@ import optree
 import pytest
 import torch
 
-from purelearn import app, checkpoint, online
+from purelearn import app, checkpoint, data, online
 from purelearn.app.cli import main
 
 pytest.importorskip("sklearn")
@@ -200,10 +200,53 @@ def test_a_failing_algorithm_is_a_row_with_its_error_and_exit_code_1(tmp_path, c
     assert row["algo"] == "ottt" and "OTTT has no recurrent form" in row["error"]
 
 
+# ----------------------------------------------------------------------------- SHD-layout files
+
+
+def _shd_folder(tmp_path, monkeypatch):
+    """Small generated files in the SHD layout (3 classes, 20 of the 700 units); the cache under tmp_path."""
+    monkeypatch.setenv("PURELEARN_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "shd"
+    folder.mkdir()
+    for part, samples in (("train", 8), ("test", 4)):
+        data.write_shd(folder / f"shd_{part}.h5", data.randman(classes=3, units=20, samples=samples, seed=len(part)),
+                       keys=["low", "mid", "high"])
+    return folder
+
+
+def test_train_on_shd_files_trains_the_srnn_on_binned_frames(tmp_path, capsys, monkeypatch):
+    folder = _shd_folder(tmp_path, monkeypatch)
+    out = tmp_path / "run"
+    code, stdout, stderr = _run(capsys, "train", "--data", f"shd:{folder}", "--epochs", "1", "--limit", "16",
+                                "--T", "20", "--hidden", "8", "--out", str(out), "--no-plot")
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["model"] == "srnn" and metrics["config"]["data"] == f"shd:{folder}"
+    assert metrics["data"] == {"name": "shd", "encoding": "events", "T": 20, "train_size": 16, "test_size": 4,
+                               "num_classes": 3, "step_shape": [700]}
+    assert "srnn" in stdout and "test accuracy" in stdout
+
+
+def test_data_command_prints_what_to_check_before_a_run(tmp_path, capsys, monkeypatch):
+    folder = _shd_folder(tmp_path, monkeypatch)
+    code, first, err = _run(capsys, "data", f"shd:{folder}")
+    assert code == 0, err
+    assert first.startswith("shd: Spiking Heidelberg Digits") and "classes   3: low, mid, high" in first
+    assert "100 frames of 10 ms, covering 1 s from 0 (the largest spike time" in first and "700 units" in first
+    rows = {line.split()[0]: line.split() for line in first.splitlines() if line.split()[:1] in (["train"], ["test"])}
+    assert rows["train"][1:5] == ["24", "100.0", "[100,", "100]"] and rows["test"][1] == "12"
+    assert f"cache     {tmp_path / 'cache'}" in first and "(written now)" in first
+    code, again, _ = _run(capsys, "data", f"shd:{folder}", "--T", "50")
+    assert code == 0 and "50 frames of 20 ms" in again and "(written now)" in again
+    assert "(read back)" in _run(capsys, "data", f"shd:{folder}")[1]
+    code, _, err = _run(capsys, "data", f"shd:{tmp_path / 'nowhere'}")
+    assert code == 2 and err.count("\n") == 1 and "shd_train.h5 does not exist" in err
+
+
 # ----------------------------------------------------------------------------- help and errors
 
 
-@pytest.mark.parametrize("command", ["train", "sweep", "compare"])
+@pytest.mark.parametrize("command", ["train", "sweep", "compare", "data"])
 def test_help_of_each_command_lists_its_options(capsys, command):
     with pytest.raises(SystemExit) as info:
         main([command, "--help"])
@@ -213,7 +256,8 @@ def test_help_of_each_command_lists_its_options(capsys, command):
                           "--optimizer", "--seed", "--device", "--compile", "--out", "--T", "--k", "--resume",
                           "fptt-dual", "sltt-k", "seq-digits", "examples:"],
                 "sweep": ["--lr", "--alpha", "--tau", "--seed", "start:stop:num", "vmap", "sweep.csv"],
-                "compare": ["--algos", "--data", "compare.csv", "peak memory"]}[command]
+                "compare": ["--algos", "--data", "compare.csv", "peak memory"],
+                "data": ["shd:DIR", "ssc:DIR", "randman", "dt=SECONDS", "--T", "cached", "examples:"]}[command]
     for word in expected:
         assert word in text, word
 

@@ -406,3 +406,35 @@ def test_alif_learn_tau_puts_time_constants_in_params_and_gradients_flow() -> No
 def test_alif_without_learn_tau_has_no_params() -> None:
     params, state = neurons.ALIF().init(None, torch.zeros(2, 3))
     assert params is None and all(leaf.shape == () for leaf in state)
+
+
+def test_li_is_a_leaky_average_whose_output_is_its_membrane() -> None:
+    li = neurons.LI(tau=4.0)
+    xs = torch.tensor([[1.0, -2.0], [0.0, 3.0], [5.0, 0.5]], dtype=torch.float64)
+    alpha = math.exp(-1 / 4)
+    state, v = li.init_state(xs[0]), [0.0, 0.0]
+    for x in xs:
+        y, state = li.apply(None, state, x[None])
+        v = [alpha * vi + (1 - alpha) * xi for vi, xi in zip(v, x.tolist(), strict=True)]
+        assert y[0].tolist() == pytest.approx(v, abs=1e-15) and torch.equal(y, state.v)
+    params, fresh = li.init(None, xs[:1])
+    assert params is None and fresh.v.shape == () and not li.has_params
+
+
+def test_li_learn_tau_is_a_parameter_with_a_gradient() -> None:
+    li = neurons.LI(tau=10.0, learn_tau=True)
+    xs = inputs(5, torch.float64, shape=(2, 3))
+    params, state = li.init(None, xs[0])
+    assert li.has_params and set(params) == {"tau"} and torch.all(params["tau"] == 10.0)
+
+    def loss(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        s, total = state, 0.0
+        for x in xs:
+            y, s = li.apply(params, s, x)
+            total = total + y.sum()
+        return total
+
+    grad = torch.func.grad(loss)(params)["tau"]
+    assert grad.shape == (3,) and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"LI: `tau` must be > 0.0, got 0"):
+        neurons.LI(tau=0)

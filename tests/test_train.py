@@ -132,7 +132,7 @@ def test_every_model_trains_with_every_compatible_learner_for_a_step():
     labels = torch.tensor([1, 3])
     for name in models.MODELS:
         for algo in registry.algorithms_for(name):
-            x = x_img.flatten(2)[..., :5] if name == "alif-rnn" else x_img
+            x = x_img.flatten(2)[..., :5] if name in models.RECURRENT else x_img
             model = registry.build_model(name, algo, tuple(x.shape[2:]), 4, hidden=4)
             params, states = app.init_params(model, 0, x[0], name)
             learner = registry.make_learner(algo, model, registry.make_optimizer("adam", 1e-2),
@@ -142,6 +142,28 @@ def test_every_model_trains_with_every_compatible_learner_for_a_step():
             assert outs.y.shape == (3, 2, 4) and torch.isfinite(outs.loss).all(), (name, algo)
             assert not tree.allclose(carry.params, params), (name, algo)
     assert registry.algorithms_for("alif-rnn") == ["fptt", "fptt-dual", "sltt", "sltt-k", "bptt"]
+    assert registry.algorithms_for("srnn") == registry.algorithms_for("alif-rnn")
+
+
+def test_srnn_is_two_recurrent_layers_and_a_trained_leaky_readout():
+    model = registry.build_model("srnn", "fptt", (700,), 20)
+    assert [type(m).__name__ for m in model.layers] == ["Flatten", "Recurrent", "Recurrent", "Linear", "LI"]
+    first, second, readout = model.layers[1], model.layers[2], model.layers[4]
+    assert (first.in_features, first.out_features, second.in_features) == (700, 128, 128)
+    assert isinstance(first.neuron, neurons.ALIF) and first.neuron.learn_tau
+    assert first.neuron.tau_m == models.DEFAULT_TAU["srnn"] and readout.learn_tau
+    params, states = models.init("srnn", model, torch.Generator().manual_seed(0), torch.zeros(2, 700))
+    assert torch.equal(params["4"]["tau"], torch.full((20,), models.READOUT_TAU))
+    x = torch.rand(3, 2, 700).bernoulli()
+    y, _ = model.apply(params, states, x[0])
+    h = x[0]
+    for i in ("1", "2", "3"):  # from fresh states the readout's first output is (1 − alpha) · its input
+        h = model.layers[int(i)].apply(params.get(i), states.get(i), h)[0]
+    assert y.shape == (2, 20) and torch.allclose(y, (1 - math.exp(-1 / models.READOUT_TAU)) * h)
+    sltt = registry.build_model("srnn", "sltt", (700,), 20)
+    assert isinstance(sltt.layers[1].neuron, neurons.SLTTLIF) and isinstance(sltt.layers[4], neurons.LI)
+    with pytest.raises(app.ConfigError, match="OTTT has no recurrent form"):
+        registry.build_model("srnn", "ottt", (700,), 20)
 
 
 def test_make_learner_refuses_an_option_the_algorithm_does_not_take():
@@ -153,7 +175,7 @@ def test_make_learner_refuses_an_option_the_algorithm_does_not_take():
 
 def test_every_algorithm_has_its_defaults_on_both_kinds_of_data():
     for algo, spec in registry.ALGORITHMS.items():
-        for encoding in ("rate", "sequential"):
+        for encoding in ("rate", "sequential", "events"):
             d = registry.defaults(algo, encoding, 64)
             assert d["lr"] > 0 and set(spec.options) <= set(d), (algo, encoding)
     assert registry.defaults("sltt-k", "rate", 16)["k"] == 4
@@ -276,6 +298,23 @@ def test_evaluate_matches_a_hand_written_forward_pass():
     assert acc.item() == pytest.approx(result.metrics["test_accuracy"])
 
 
+def test_evaluation_of_a_compact_test_set_batches_it_densely_and_equals_the_dense_set(monkeypatch):
+    from purelearn.app import loop
+
+    split = data.load("randman:classes=3,units=6,samples=5", T=8)
+    x, y = app.loop.test_set(split, torch.device("cpu"))
+    assert x is not split.test.x and isinstance(x, data.SpikeCounts) and torch.equal(y, split.test.y)
+    model = registry.build_model("srnn", "bptt", (6,), 3, hidden=4)
+    params, _ = app.init_params(model, 0, torch.zeros(1, 6), "srnn")
+    weights = task.time_weights("late", 8)
+    dense = app.evaluate(model, params, x.dense(), y, weights, 3)
+    monkeypatch.setattr(loop, "EVAL_DENSE_ELEMENTS", 2 * 8 * 6)  # dense batches of 2 samples
+    taken, take = [], data.take
+    monkeypatch.setattr(loop.data, "take", lambda x, a, b: taken.append(b - a) or take(x, a, b))
+    compact = app.evaluate(model, params, x, y, weights, 3)
+    assert taken == [2, 2] and torch.allclose(torch.stack(dense), torch.stack(compact), atol=1e-6)
+
+
 def test_prediction_weights_are_separate_from_the_loss_weights():
     result = app.fit(app.Config(algo="bptt", **TINY))
     split, x = _test_inputs()
@@ -349,6 +388,17 @@ def test_sweep_over_seeds_and_tau_equals_fitting_each_config(tmp_path):
         assert abs(row["test_loss"] - single.metrics["test_loss"]) <= 1e-5
     # the initial parameters follow the seed: different seeds end in different places
     assert not torch.allclose(result["params"]["1"]["weight"][0], result["params"]["1"]["weight"][2])
+
+
+def test_sweep_on_binned_events_equals_fitting_each_config():
+    base = app.Config(algo="bptt", data="randman:classes=2,units=6,samples=8", T=6, hidden=4, epochs=2,
+                      batch_size=4)
+    result = app.sweep_fit(base, {"lr": [0.01, 0.03]}, None)
+    for i, row in enumerate(result["rows"]):
+        single = app.fit(dataclasses.replace(base, lr=row["lr"], data_seed=0))
+        assert single.config.model == "srnn"
+        assert tree.max_abs_diff(tree.map(lambda a, i=i: a[i], result["params"]), single.carry.params) <= 1e-5
+        assert abs(row["test_loss"] - single.metrics["test_loss"]) <= 1e-5
 
 
 def test_sweep_over_tau_of_a_trained_time_constant_starts_each_row_from_its_tau():

@@ -1,6 +1,8 @@
-"""The ``purelearn`` command line: ``train``, ``sweep`` and ``compare``, flags mapped onto one :class:`Config`.
+"""The ``purelearn`` command line: ``train``, ``sweep``, ``compare``, ``data``; flags mapped onto one :class:`Config`.
 
     purelearn train                                  # FPTT, rate-coded digits, 30 epochs
+    purelearn data shd:~/data/shd                    # what the data hold, before a long run
+    purelearn train --data shd:~/data/shd --algo fptt --epochs 30
     purelearn train --algo bptt --data seq-digits --out runs/bptt-seq
     purelearn train --resume runs/bptt-seq --epochs 40
     purelearn sweep --algo fptt --lr 0.001,0.003,0.01 --alpha 0.05:0.2:3 --epochs 10
@@ -21,11 +23,12 @@ import functools
 import os
 import re
 import sys
+import warnings
 from typing import Any, NoReturn
 
 import torch
 
-from .. import checkpoint, models
+from .. import checkpoint, data, models
 from . import registry, report, task
 from .compare import compare, configs_for
 from .config import Config
@@ -86,9 +89,18 @@ _nonneg_float = functools.partial(_bounded, convert=float, low=0, strict=False)
 _positive_float = functools.partial(_bounded, convert=float, low=0, strict=True)
 
 
-def _per_data(field: str, algo: str = "fptt") -> tuple[Any, Any]:
-    """The default of ``field`` for ``algo`` on (sequential, other) data."""
+def _per_data(field: str, algo: str = "fptt", kind: str | None = None) -> Any:
+    """The default of ``field`` for ``algo`` on (sequential, other) data, or on data of ``kind``."""
+    if kind is not None:
+        return registry.defaults(algo, kind, 100)[field]
     return registry.defaults(algo, "sequential", 64)[field], registry.defaults(algo, "rate", 16)[field]
+
+
+_DATA_HELP = ("digits (rate-coded sklearn digits, T=16), seq-digits (one pixel per step, T=64), shd:DIR or ssc:DIR "
+              "(the Heidelberg spiking datasets' .h5 files in DIR, binned into --T frames; options after commas: "
+              "dt=SECONDS, span=SECONDS, cache=DIR|none), randman[:classes=10,units=100,...] (generated data whose "
+              "classes differ only in spike timing), or the path of a torch.save file {'x', 'y', 'encoding'} "
+              "(see purelearn.data)")
 
 
 def _lr_help() -> str:
@@ -107,19 +119,19 @@ def _add_run_options(p: argparse.ArgumentParser, sweep: bool = False, compare: b
                        help=f"learning algorithm (default: {DEFAULTS.algo}): "
                             + "; ".join(f"{name} = {flag_message(spec.summary)}"
                                         for name, spec in registry.ALGORITHMS.items()))
-    g.add_argument("--data", default=None, metavar="DATA",
-                   help="digits (rate-coded sklearn digits, T=16), seq-digits (one pixel per step, T=64) or "
-                        "the path of a torch.save file {'x', 'y', 'encoding'} (see purelearn.data) "
-                        f"(default: {DEFAULTS.data})")
+    g.add_argument("--data", default=None, metavar="DATA", help=_DATA_HELP + f" (default: {DEFAULTS.data})")
     g.add_argument("--model", choices=models.MODELS, default=None, metavar="MODEL",
-                   help="mlp (Flatten-Linear-256 LIF-Linear readout), conv (2 conv+LIF layers, readout) or "
-                        "alif-rnn (recurrent ALIF layer of 128 with trained time constants, readout); the neuron "
-                        f"type follows --algo (default: {seq_model} for sequential data, else {other_model})")
+                   help="mlp (Flatten-Linear-256 LIF-Linear readout), conv (2 conv+LIF layers, readout), "
+                        "alif-rnn (recurrent ALIF layer of 128 with trained time constants, readout) or srnn (two "
+                        "recurrent ALIF layers of 128, a leaky non-spiking readout); the neuron type follows --algo "
+                        f"(default: {seq_model} for sequential data, {_per_data('model', kind='events')} for "
+                        f"SHD/SSC/randman, else {other_model})")
     g.add_argument("--T", type=_positive_int, default=None,
-                   help="time steps of the rate code (default: 16; the sequential encoding has one step per pixel)")
+                   help="time steps of the rate code (default: 16; the sequential encoding has one step per pixel), "
+                        "or frames of SHD/SSC/randman (default: 100)")
     g.add_argument("--hidden", type=_positive_int, default=None,
                    help=f"hidden width (default: {models.HIDDEN['mlp']} for mlp, {models.HIDDEN['conv']} channels "
-                        f"for conv, {models.HIDDEN['alif-rnn']} for alif-rnn)")
+                        f"for conv, {models.HIDDEN['alif-rnn']} for alif-rnn and srnn)")
     g.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                    help="use only the first N training samples and N/4 test samples (quick runs)")
     seq_w, other_w = _per_data("weighting", "bptt")
@@ -134,7 +146,8 @@ def _add_run_options(p: argparse.ArgumentParser, sweep: bool = False, compare: b
     h = p.add_argument_group("hyperparameters")
     alpha = _per_data("alpha")[1]
     tau_help = (f"(default: {models.DEFAULT_TAU['mlp']:g} for LIF, {models.DEFAULT_TAU['alif-rnn']:g} for "
-                "alif-rnn, where it is the initial value of the trained tau_m)")
+                f"alif-rnn and {models.DEFAULT_TAU['srnn']:g} for srnn, where it is the initial value of the "
+                "trained tau_m)")
     if sweep:
         h.add_argument("--lr", default=None, metavar="LIST",
                        help="learning rates, e.g. 0.001,0.003,0.01 or a range 0.001:0.01:3[:log] "
@@ -174,7 +187,8 @@ def _add_run_options(p: argparse.ArgumentParser, sweep: bool = False, compare: b
                    help=f"number of epochs (with --resume: the new total) (default: {DEFAULTS.epochs})")
     seq_batch, other_batch = _per_data("batch_size")
     h.add_argument("--batch-size", type=_positive_int, default=None,
-                   help=f"samples per batch (default: {seq_batch} for sequential data, else {other_batch})")
+                   help=f"samples per batch (default: {seq_batch} for sequential data, "
+                        f"{_per_data('batch_size', kind='events')} for SHD/SSC/randman, else {other_batch})")
     h.add_argument("--optimizer", choices=tuple(registry.OPTIMIZERS), default=None,
                    help=f"adam, sgd (momentum 0.9) or adamw (weight decay 0.01) (default: {DEFAULTS.optimizer})")
     seq_clip, other_clip = _per_data("clip")
@@ -200,7 +214,7 @@ def _add_run_options(p: argparse.ArgumentParser, sweep: bool = False, compare: b
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``purelearn`` and its three commands."""
+    """The argument parser of ``purelearn`` and its four commands."""
     parser = _Parser(prog="purelearn", formatter_class=_Formatter,
                      description="Train spiking networks online (FPTT, FPTT-dual, OTTT, SLTT) or with BPTT.",
                      epilog="Run 'purelearn COMMAND --help' for the options of each command.")
@@ -267,6 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--out", default=None, metavar="DIR", help="output folder (default: runs/compare-DATA-TIMESTAMP)")
     co.add_argument("--no-plot", action="store_true", help="do not write learning curves")
     co.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    d = sub.add_parser("data", formatter_class=_Formatter, help="describe a data set before training on it",
+                       description=(
+                           "Load (and bin, once: the result is cached) the data that --data DATA would train on and\n"
+                           "print what to check before a long run: samples per set, classes, spikes per sample,\n"
+                           "the time span and frames, dropped spikes, the resident size and the cache file."),
+                       epilog=("examples:\n"
+                               "  purelearn data shd:~/data/shd\n"
+                               "  purelearn data ssc:~/data/ssc,dt=0.01 --T 250\n"
+                               "  purelearn data randman:classes=5,units=50"))
+    d.add_argument("spec", metavar="DATA", help=_DATA_HELP)
+    d.add_argument("--T", type=_positive_int, default=None,
+                   help="time steps of the rate code, or frames of SHD/SSC/randman (default: 16 / 100)")
     return parser
 
 
@@ -276,27 +303,37 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_from(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> Config:
     """The config of the flags given (fields not given keep their defaults)."""
     given = {k: v for k, v in vars(args).items() if k in FIELDS and k not in skip and v is not None}
-    if given.get("data") not in (None, "digits", "seq-digits"):
-        given["data"] = os.path.abspath(given["data"])  # the checkpoint's config must work from any folder
+    if given.get("data") is not None:
+        given["data"] = data.absolute(given["data"])  # the checkpoint's config must work from any folder
     return Config(**given)
 
 
 def _check_data(name: str | None) -> None:
-    if name is None or name in ("digits", "seq-digits"):
+    """A plain path must be a file (readers of ``KIND:...`` specs say what is wrong themselves)."""
+    if name is None or name in ("digits", "seq-digits") or data.parse(name) is not None:
         return
     if not os.path.exists(name):
-        raise UsageError(f"--data must be digits, seq-digits or the path of a tensor file; {name!r} does not exist")
+        raise UsageError(f"--data must be digits, seq-digits, shd:DIR, ssc:DIR, randman or the path of a tensor "
+                         f"file; {name!r} does not exist")
     if os.path.isdir(name):
         raise UsageError(f"--data {name!r} is a folder; give the path of a torch.save file")
 
 
-def _default_out(kind: str, data: str) -> str:
+def _default_out(kind: str, spec: str) -> str:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return os.path.join("runs", f"{kind}-{os.path.splitext(os.path.basename(data))[0]}-{stamp}")
+    return os.path.join("runs", f"{kind}-{data.short_name(spec)}-{stamp}")
 
 
 def _mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
+
+
+def _size(n: float) -> str:
+    """``n`` bytes in KiB, MiB or GiB, whichever reads best."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 2**10:.1f} KiB"
 
 
 def _progress(args: argparse.Namespace) -> Any:
@@ -386,6 +423,37 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0 if all("error" not in r for r in rows) else 1
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    info = data.summary(data.load(data.absolute(args.spec), args.T))
+    names = f": {', '.join(info['classes'])}" if info["classes"] else ""
+    print(f"{info['name']}: {info['title']}")
+    if "files" in info:
+        print(f"  files     {', '.join(info['files'])}")
+    if "options" in info:
+        print(f"  options   {', '.join(f'{k}={v}' for k, v in info['options'].items())}")
+    print(f"  classes   {info['num_classes']}{names}")
+    frames = f"{info['T']} frames" if "dt" in info else f"{info['T']} steps"
+    if "dt" in info:
+        frames += (f" of {1000 * info['dt']:.4g} ms, covering {info['span']:.4g} s from 0 ({info['span_rule']}); "
+                   f"{info['step_shape'][0]} units")
+    print(f"  T         {frames} (encoding {info['encoding']}, steps of shape {info['step_shape']})")
+    rows = []
+    for name, row in info["sets"].items():
+        spikes = row.get("spikes_per_sample")
+        per_sample = "-" if spikes is None else f"{spikes[0]:.1f} [{spikes[1]}, {spikes[2]}]"
+        rows.append([name, str(row["samples"]), per_sample,
+                     str(row.get("empty_samples", "-")), str(row.get("nonfinite", "-")), str(row.get("outside", "-")),
+                     _size(row["bytes"])])
+    print(report.table(["set", "samples", "spikes/sample mean [min, max]", "empty", "dropped NaN/inf",
+                        "outside span", "resident"], rows))
+    print(f"  resident  {_size(info['resident_bytes'])} in all (dense float batches are built on the fly)")
+    if "cache" in info:
+        cache = "none (not cached)" if info["cache"] is None else \
+            f"{info['cache']} ({'read back' if info['cache_hit'] else 'written now'})"
+        print(f"  cache     {cache}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``purelearn`` and ``python -m purelearn``; returns the exit code."""
     parser = build_parser()
@@ -393,12 +461,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    command = {"train": _cmd_train, "sweep": _cmd_sweep, "compare": _cmd_compare}[args.command]
+    command = {"train": _cmd_train, "sweep": _cmd_sweep, "compare": _cmd_compare, "data": _cmd_data}[args.command]
     prog = f"purelearn {args.command}"
     threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads or 1)
+    torch.set_num_threads(getattr(args, "threads", None) or 1)
     try:
-        return command(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *_, **__: sys.stderr.write(f"{prog}: warning: {message}\n")
+            return command(args)
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{prog}: interrupted; the last checkpoint (if any) is in the output folder: "
                          "continue with purelearn train --resume DIR\n")

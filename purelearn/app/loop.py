@@ -18,7 +18,8 @@ epoch) hold ``{"carry", "epoch", "data_generator", "config", "history", "train_t
 ``torch.Generator`` seeded with ``data_seed`` (default: ``seed``; it also seeds SLTT-K's draw of
 the backward steps, and ``seed`` the initial parameters); its state is checkpointed after
 each epoch, with the whole carry, so ``fit(..., resume=dir)`` continues exactly. The test set is
-encoded once from a generator seeded with :data:`purelearn.app.task.EVAL_SEED`, the same for every run.
+encoded once from a generator seeded with :data:`purelearn.app.task.EVAL_SEED`, the same for every run;
+compact test sets (binned events) stay compact and are densified batch by batch at evaluation.
 """
 
 from __future__ import annotations
@@ -40,8 +41,13 @@ from . import registry, report, task
 from .config import Config, from_stored
 from .progress import Progress
 
-__all__ = ["RunResult", "Setup", "setup", "init_params", "example_step", "test_set", "build_learner",
+__all__ = ["EVAL_DENSE_ELEMENTS", "RunResult", "Setup", "setup", "init_params", "example_step", "test_set",
+           "build_learner",
            "updates_per_epoch", "learning_rate", "run_epoch", "evaluate", "load_run", "fit"]
+
+#: The largest dense batch (elements of [T, B, ...]) that :func:`evaluate` builds from a compact set
+#: (2**26: 256 MiB of float32; SHD at T=100 is then evaluated in batches of 958).
+EVAL_DENSE_ELEMENTS = 2**26
 
 
 @dataclass
@@ -92,8 +98,11 @@ def example_step(split: data.Split, device: torch.device) -> torch.Tensor:
                        torch.Generator().manual_seed(0))[0].to(device)
 
 
-def test_set(split: data.Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The encoded test set ``(x_seq [T, N, ...], labels [N])`` (spikes drawn from ``EVAL_SEED``)."""
+def test_set(split: data.Split, device: torch.device) -> tuple[torch.Tensor | data.Compact, torch.Tensor]:
+    """The encoded test set ``(x_seq [T, N, ...], labels [N])`` (spikes drawn from ``EVAL_SEED``); a
+    compact test set is returned as it is (on ``device``), for :func:`evaluate` to densify batch by batch."""
+    if not isinstance(split.test.x, torch.Tensor):
+        return split.test.x.to(device), split.test.y.to(device)
     x = data.encode(split.test.x, split.test.encoding, split.test.T, torch.Generator().manual_seed(task.EVAL_SEED))
     return x.to(device), split.test.y.to(device)
 
@@ -144,14 +153,16 @@ def run_epoch(run: Callable[..., Any], carry: Any, batch_iter: Iterable[tuple[to
     return carry, loss_sum / n, correct.to(dtype) / n
 
 
-def evaluate(model: Sequential, params: Any, x_seq: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
-             num_classes: int, batch_size: int = 1024, predict_weights: torch.Tensor | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate(model: Sequential, params: Any, x_seq: torch.Tensor | data.Compact, labels: torch.Tensor,
+             weights: torch.Tensor, num_classes: int, batch_size: int = 1024,
+             predict_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean per-step loss (weighted by ``weights``) and accuracy (prediction weighted by
-    ``predict_weights``, default ``weights``) of ``params`` on encoded ``x_seq`` [T, N, ...] (0-d tensors).
+    ``predict_weights``, default ``weights``) of ``params`` on encoded ``x_seq`` [T, N, ...] or on a
+    compact set (0-d tensors).
 
     The forward pass of ``model.inference()`` from fresh states, without gradients
-    (:func:`purelearn.online.forward`), in batches of ``batch_size``.
+    (:func:`purelearn.online.forward`), in batches of ``batch_size`` (of a compact set: at most
+    :data:`EVAL_DENSE_ELEMENTS` dense elements per batch).
     """
     predict_weights = weights if predict_weights is None else predict_weights
     net = model.inference()
@@ -159,8 +170,10 @@ def evaluate(model: Sequential, params: Any, x_seq: torch.Tensor, labels: torch.
     loss_sum: Any = 0.0
     correct: Any = 0
     n = labels.shape[0]
+    if not isinstance(x_seq, torch.Tensor):
+        batch_size = min(batch_size, max(1, EVAL_DENSE_ELEMENTS // (x_seq.T * math.prod(x_seq.step_shape))))
     for start in range(0, n, batch_size):
-        xb = x_seq[:, start:start + batch_size].to(weights.dtype)
+        xb = data.take(x_seq, start, start + batch_size).to(weights.dtype)
         lb = labels[start:start + batch_size]
         _, outs = forward.run(forward.init(params, net.init_states(xb[0])), xb, task.targets(lb, weights, num_classes))
         loss_sum = loss_sum + outs.loss.mean() * lb.shape[0]

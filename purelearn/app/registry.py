@@ -18,6 +18,12 @@ FPTT-dual in the paper's form (Kag & Saligrama): an update per window of 8 steps
 regulariser, the second forward from the state before the window, and the loss on a ramp (its
 gradient stops at a window's start, so every window needs a loss of its own; the others train best
 on ``late``). SLTT-K runs backward at K = T/4 steps.
+
+On binned spike events (SHD, SSC, randman: encoding ``"events"``), initial defaults chosen on
+generated randman data (8 epochs, seed 0), not on the real files: the sequential ones (learning
+rates, FPTT in windows of 8 on a ramp, the others on ``late``, clipping at 1) with the ``srnn``
+model and batches of 64. FPTT and FPTT-dual reach 97 % there, BPTT 79 %; SLTT, which drops the
+temporal path by design, stays near chance on this timing-only task.
 """
 
 from __future__ import annotations
@@ -37,17 +43,18 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .config import Config
 
-__all__ = ["SEQUENTIAL", "OTHER", "Algorithm", "ALGORITHMS", "OPTIMIZERS", "SCHEDULES", "OPTION_CHOICES",
+__all__ = ["SEQUENTIAL", "OTHER", "EVENTS", "Algorithm", "ALGORITHMS", "OPTIMIZERS", "SCHEDULES", "OPTION_CHOICES",
            "DATA_DEFAULTS", "data_kind", "algorithm", "takers", "defaults", "default_model", "trains",
            "algorithms_for", "check_model", "build_model", "make_learner", "learner_for", "make_optimizer",
            "make_schedule"]
 
-SEQUENTIAL, OTHER = "sequential", "other"
+SEQUENTIAL, OTHER, EVENTS = "sequential", "other", "events"
 
 
 def data_kind(encoding: str) -> str:
-    """The kind of data whose defaults apply: ``"sequential"`` for the sequential encoding, else ``"other"``."""
-    return SEQUENTIAL if encoding == "sequential" else OTHER
+    """The kind of data whose defaults apply: ``"sequential"`` for the sequential encoding, ``"events"``
+    for binned spike events (SHD, SSC, randman), else ``"other"``."""
+    return {"sequential": SEQUENTIAL, "events": EVENTS}.get(encoding, OTHER)
 
 
 @dataclass(frozen=True)
@@ -76,8 +83,10 @@ def _fields(*names: str) -> dict[str, str]:
     return {name: name for name in names}
 
 
-def _per_data(sequential: dict[str, Any], other: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {SEQUENTIAL: sequential, OTHER: other}
+def _per_data(sequential: dict[str, Any], other: dict[str, Any], events: dict[str, Any] | None = None
+              ) -> dict[str, dict[str, Any]]:
+    """Defaults per kind of data; events (long sequences for a recurrent net) default to the sequential ones."""
+    return {SEQUENTIAL: sequential, OTHER: other, EVENTS: sequential if events is None else events}
 
 
 _FPTT_FORM = _per_data({"window": 8, "reduction": "sum", "second_forward": "pre"},
@@ -120,7 +129,8 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
 #: Defaults per kind of data that do not depend on the algorithm (an algorithm's own override them).
 DATA_DEFAULTS: dict[str, dict[str, Any]] = _per_data(
     {"model": "alif-rnn", "alpha": 0.1, "clip": 1.0, "batch_size": 32, "weighting": "late", "predict": "late"},
-    {"model": "mlp", "alpha": 0.1, "clip": 0.0, "batch_size": 64, "weighting": "uniform", "predict": "uniform"})
+    {"model": "mlp", "alpha": 0.1, "clip": 0.0, "batch_size": 64, "weighting": "uniform", "predict": "uniform"},
+    {"model": "srnn", "alpha": 0.1, "clip": 1.0, "batch_size": 64, "weighting": "late", "predict": "late"})
 
 #: The choices of the algorithms' string options.
 OPTION_CHOICES: dict[str, tuple[str, ...]] = {"reduction": ("mean", "sum"), "second_forward": ("post", "pre")}

@@ -72,10 +72,27 @@ def parse_values(name: str, text: str, integer: bool = False) -> list[float]:
     return values
 
 
-def epoch_plans(split: data.Split, config: Config) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+class _Densified:
+    """One epoch of a compact training set: its batches' indices, densified when iterated (no random
+    draw, so inside ``vmap`` too), never all at once."""
+
+    def __init__(self, ds: data.Dataset, indices: list[torch.Tensor]) -> None:
+        self.ds, self.indices = ds, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Any:
+        return ((self.ds.x[index].dense(), self.ds.y[index]) for index in self.indices)
+
+
+def epoch_plans(split: data.Split, config: Config) -> list[Any]:
     """Every epoch's batches, drawn exactly as :func:`~purelearn.app.loop.fit` draws them (rate spikes
-    kept as bool)."""
+    kept as bool; compact data densified batch by batch as the epoch is iterated)."""
     generator = torch.Generator().manual_seed(config.data_seed)
+    if not isinstance(split.train.x, torch.Tensor):
+        return [_Densified(split.train, data.batch_indices(len(split.train), config.batch_size, generator))
+                for _ in range(config.epochs)]
     return [[(x_seq.bool() if split.train.encoding == "rate" else x_seq, labels)
              for x_seq, labels in data.batches(split.train, config.batch_size, generator)]
             for _ in range(config.epochs)]

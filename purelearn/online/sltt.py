@@ -34,8 +34,8 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import optim, tree
-from ..neurons import SLTTLIF, Neuron
-from ..nn import Sequential
+from ..neurons import LI, SLTTLIF, Neuron
+from ..nn import Sequential, walk
 from ..random import hash32
 from . import _per_step, driver
 from ._checks import check_model
@@ -57,9 +57,10 @@ class SLTTCarry(NamedTuple):
 
 
 def check_sltt_model(model: Sequential) -> None:
-    """Every neuron must be an SLTTLIF."""
-    for i, layer in enumerate(model.layers):
-        if isinstance(layer, Neuron) and not isinstance(layer, SLTTLIF):
+    """Every spiking neuron must be an SLTTLIF (a non-spiking :class:`~purelearn.neurons.LI` readout
+    may follow: a per-step gradient holds its carried membrane constant anyway)."""
+    for i, layer in walk(model):  # residual blocks' layers too ("3.body.1")
+        if isinstance(layer, Neuron) and not isinstance(layer, (SLTTLIF, LI)):
             raise ValueError(
                 f"sltt: layer {i} is {type(layer).__name__}; SLTT needs neurons.SLTTLIF neurons (temporal "
                 "path of the membrane detached) in every neuron layer"
