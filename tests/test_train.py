@@ -431,3 +431,28 @@ def test_compiled_step_gives_the_same_numbers():
     compiled = app.fit(dataclasses.replace(config, compile=True))
     assert tree.max_abs_diff(eager.carry.params, compiled.carry.params) <= 1e-5
     assert math.isclose(eager.metrics["test_loss"], compiled.metrics["test_loss"], abs_tol=1e-5)
+
+
+def test_evaluation_of_a_batchnorm_model_uses_the_trained_running_statistics():
+    """evaluate(..., states=carry.states) starts from fresh neuron memories and the trained BatchNorm
+    statistics; without states it would normalise with fresh ones (mean 0, var 1)."""
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), neurons.LIF(), nn.Linear(4, 2))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 8, 3, generator=g) * 3 + 5
+    labels = torch.randint(0, 2, (8,), generator=g)
+    params, states = model.init(torch.Generator().manual_seed(1), x[0])
+    weights = app.time_weights("uniform", 6)
+    trained = states
+    for t in range(6):  # running statistics move towards the data's (mean 5·w, ...)
+        _, trained = model.apply(params, trained, x[t])
+    fresh_loss, _ = app.evaluate(model, params, x, labels, weights, 2)
+    with_states, _ = app.evaluate(model, params, x, labels, weights, 2, states=trained)
+    by_hand = model.inference()
+    s, ys = by_hand.reset_states(trained), []
+    for t in range(6):
+        y_t, s = by_hand.apply(params, s, x[t])
+        ys.append(y_t)
+    expected = torch.stack([app.loss_fn(y, app.targets(labels, weights, 2)[t]) for t, y in enumerate(ys)]).mean()
+    assert torch.allclose(with_states, expected)
+    assert not torch.allclose(with_states, fresh_loss)

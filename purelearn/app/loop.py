@@ -155,12 +155,14 @@ def run_epoch(run: Callable[..., Any], carry: Any, batch_iter: Iterable[tuple[to
 
 def evaluate(model: Sequential, params: Any, x_seq: torch.Tensor | data.Compact, labels: torch.Tensor,
              weights: torch.Tensor, num_classes: int, batch_size: int = 1024,
-             predict_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             predict_weights: torch.Tensor | None = None, states: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean per-step loss (weighted by ``weights``) and accuracy (prediction weighted by
     ``predict_weights``, default ``weights``) of ``params`` on encoded ``x_seq`` [T, N, ...] or on a
     compact set (0-d tensors).
 
-    The forward pass of ``model.inference()`` from fresh states, without gradients
+    The forward pass of ``model.inference()`` without gradients, from ``model.reset_states(states)``
+    (``states`` of a training carry: fresh neuron memories, BatchNorm's running statistics as trained)
+    or, without ``states``, from fresh states
     (:func:`purelearn.online.forward`), in batches of ``batch_size`` (of a compact set: at most
     :data:`EVAL_DENSE_ELEMENTS` dense elements per batch).
     """
@@ -175,7 +177,8 @@ def evaluate(model: Sequential, params: Any, x_seq: torch.Tensor | data.Compact,
     for start in range(0, n, batch_size):
         xb = data.take(x_seq, start, start + batch_size).to(weights.dtype)
         lb = labels[start:start + batch_size]
-        _, outs = forward.run(forward.init(params, net.init_states(xb[0])), xb, task.targets(lb, weights, num_classes))
+        start_states = net.init_states(xb[0]) if states is None else net.reset_states(states)
+        _, outs = forward.run(forward.init(params, start_states), xb, task.targets(lb, weights, num_classes))
         loss_sum = loss_sum + outs.loss.mean() * lb.shape[0]
         correct = correct + (task.predict(outs.y, predict_weights) == lb).sum()
     return loss_sum / n, correct.to(weights.dtype) / n
@@ -261,7 +264,7 @@ def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None
         elapsed = time.perf_counter() - t0
         train_time += elapsed
         test_loss, test_acc = evaluate(model, carry.params, x_test, y_test, weights, num_classes,
-                                       predict_weights=predict_weights)
+                                       predict_weights=predict_weights, states=carry.states)
         row = {"epoch": epoch + 1, "lr": float(lr(torch.tensor(epoch * every))), "train_loss": train_loss.item(),
                "train_accuracy": train_acc.item(), "test_loss": test_loss.item(),
                "test_accuracy": test_acc.item(), "time_s": elapsed}

@@ -174,7 +174,7 @@ def sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None 
                 learner.run, carry, plan, weights, split.num_classes, device=device, predict_weights=predict_weights,
                 on_batch=lambda *_, e=epoch: bar.update(f"epoch {e + 1}/{base.epochs}"))
             test_loss, test_acc = evaluate(net, carry.params, x_test, y_test, weights, split.num_classes,
-                                           predict_weights=predict_weights)
+                                           predict_weights=predict_weights, states=carry.states)
             curve_acc.append(test_acc)
             curve_loss.append(test_loss)
         return {"params": carry.params, "test_accuracy": torch.stack(curve_acc),
