@@ -409,3 +409,24 @@ def test_without_tonic_one_line_says_which_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tonic", None)
     with pytest.raises(ImportError, match=r"^event-camera data needs tonic: pip install 'purelearn\[tonic\]'$"):
         load_tonic("NMNIST", tmp_path, n_time_bins=4)
+
+
+def test_the_command_line_trains_and_summarises_tonic_data_from_its_spec(tonic, no_download, nmnist_root,
+                                                                           tmp_path, capsys):
+    """``--data tonic:NMNIST:DIR,downsample=2`` reaches load_tonic through the data spec; a run
+    stores the absolute folder; a spec without a folder is one line, exit 2."""
+    from purelearn import data
+    from purelearn.app.cli import main
+
+    root, _ = nmnist_root
+    spec = f"tonic:NMNIST:{root},downsample=2,cache={tmp_path / 'cache'}"
+    split = data.load(spec, 4)
+    assert split.train.step_shape == (2, 17, 17) and split.train.T == 4 and len(split.train) == 3
+    assert data.absolute(f"tonic:NMNIST:{root}") == f"tonic:NMNIST:{root.resolve()}"
+    assert main(["data", spec, "--T", "4"]) == 0
+    assert "3" in capsys.readouterr().out
+    out = tmp_path / "run"
+    assert main(["train", "--data", spec, "--T", "4", "--epochs", "1", "--batch-size", "2", "--out", str(out),
+                 "--no-plot", "--quiet"]) == 0
+    assert main(["train", "--data", "tonic:NMNIST", "--epochs", "1"]) == 2
+    assert "tonic:NAME:DIR" in capsys.readouterr().err

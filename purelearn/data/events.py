@@ -244,6 +244,10 @@ class Frames:
     def __getitem__(self, index: torch.Tensor | slice) -> Frames:
         return Frames(self.counts[index])
 
+    def to(self, device: torch.device | str) -> Frames:
+        """The same counts on ``device``."""
+        return Frames(self.counts.to(device))
+
     def dense(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The selected recordings' frames, time-major [T, n, P, H, W], as ``dtype``."""
         return self.counts.transpose(0, 1).to(dtype, memory_format=torch.contiguous_format)

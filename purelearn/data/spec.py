@@ -8,12 +8,15 @@ A SPEC is one of::
         shd:DIR                         SHD from DIR/shd_{train,test}.h5 (purelearn.data.heidelberg)
         ssc:DIR                         SSC from DIR/ssc_{train,valid,test}.h5
         randman[:NAME=VALUE,...]        generated timing-only data (purelearn.data.synthetic)
+        tonic:NAME:DIR                  an event-camera data set of tonic (NMNIST, DVSGesture, CIFAR10DVS)
+                                        in DIR, binned to frames (purelearn.data.events; the tonic extra)
 
 Options follow the argument after commas: ``shd:~/data/shd,dt=0.01,cache=none``. Trailing
 ``NAME=VALUE`` parts are options; the rest is the argument (a path may hold commas, but not a
 part that looks like an option). Options of ``shd``/``ssc``: ``dt`` (bin width, seconds),
 ``span`` (seconds covered from 0), ``cache`` (a folder for the binned data, or ``none``); of
-``randman``: those of :data:`purelearn.data.synthetic.DEFAULTS`. T is ``load``'s argument
+``randman``: those of :data:`purelearn.data.synthetic.DEFAULTS`; of ``tonic``: ``downsample`` (an
+integer spatial factor) and ``cache``. T is ``load``'s argument
 (``--T``). A new kind is one :class:`Reader` in :data:`READERS`.
 """
 
@@ -72,6 +75,26 @@ def _heidelberg(kind: str) -> Reader:
     return Reader(load, {"dt": float, "span": float, "cache": _cache_option}, paths=("cache",))
 
 
+def _tonic_parts(arg: str) -> tuple[str, str]:
+    name, _, folder = arg.partition(":")
+    if not name or not folder:
+        raise ValueError(f"--data tonic: give a data set and a folder, tonic:NAME:DIR, got tonic:{arg}")
+    return name, folder
+
+
+def _tonic(arg: str, options: dict[str, Any], T: int | None) -> Split:
+    from .events import load_tonic  # needs numpy (and tonic): only when asked for
+
+    name, folder = _tonic_parts(arg)
+    return load_tonic(name, os.path.expanduser(folder), n_time_bins=T, downsample=options.get("downsample", 1),
+                      cache_dir=options.get("cache", ""))
+
+
+def _tonic_absolute(arg: str) -> str:
+    name, folder = _tonic_parts(arg)
+    return f"{name}:{os.path.abspath(os.path.expanduser(folder))}"
+
+
 def _generated(arg: str, options: dict[str, Any], T: int | None) -> Split:
     return synthetic.load_randman(T, **options)
 
@@ -79,6 +102,7 @@ def _generated(arg: str, options: dict[str, Any], T: int | None) -> Split:
 READERS: dict[str, Reader] = {
     "shd": _heidelberg("shd"),
     "ssc": _heidelberg("ssc"),
+    "tonic": Reader(_tonic, {"downsample": int, "cache": _cache_option}, absolute=_tonic_absolute, paths=("cache",)),
     "randman": Reader(_generated, {name: type(v) for name, v in synthetic.DEFAULTS.items()}, needs_arg=False,
                       absolute=lambda arg: arg),
 }
