@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from purelearn import neurons, nn, online, optim, scan, schedules, surrogate, sweep, tree
+from purelearn import models, neurons, nn, online, optim, scan, schedules, surrogate, sweep, tree
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = (ROOT / "docs" / "bad_inputs.md").read_text()
@@ -128,6 +128,12 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
                                ValueError, r"layer 0 is a LSTM.*supported: torch.nn.Linear"),
     "from-torch-not-sequential": (lambda: nn.from_torch(torch.nn.Linear(3, 3), torch.rand(2, 3)), TypeError,
                                   r"`module` must be a torch.nn.Sequential.*Linear"),
+    "residual-body-not-sequential": (lambda: nn.Residual(nn.Linear(3, 3)), TypeError,
+                                     r"Residual: `body` must be a purelearn.nn.Sequential, got Linear"),
+    "residual-shape-mismatch": (lambda: nn.Sequential(nn.Residual(nn.Sequential(nn.Linear(3, 4)))).init(
+        None, torch.rand(2, 3)), ValueError, r"Residual: the body's output has shape \(2, 4\) but the shortcut's has"),
+    "model-needs-images": (lambda: models.build("vgg", (2, 4, 4), 10, neurons.LIF), ValueError,
+                           r"'vgg' needs image steps \[channels, H, W\] with H, W >= 8, got \[2, 4, 4\]"),
     "batchnorm-wrong-channels": (lambda: nn.Sequential(nn.BatchNorm2d(4)).init(None, torch.rand(2, 3, 8, 8)),
                                  ValueError, r"BatchNorm2d\(4\): input `x` must have shape \[N, 4, H, W\], got "
                                  r"\(2, 3, 8, 8\)"),
