@@ -280,6 +280,45 @@ def test_randman_spec_loads_binned_and_split(tmp_path):
         data.load("randman:classes=x")
 
 
+@given(_samples(), st.lists(st.integers(0, 4), max_size=7))
+def test_selecting_raw_samples_equals_a_per_sample_loop(sample, picks):
+    times, units, *_ = sample
+    picks = [i for i in picks if i < len(times)]
+    raw = as_spikes(times, units, labels=list(range(len(times))))
+    chosen = data.select(raw, torch.tensor(picks, dtype=torch.int64))
+    expected = as_spikes([times[i] for i in picks], [units[i] for i in picks],
+                         labels=torch.tensor(picks, dtype=torch.int64))
+    for a, b in zip(chosen, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)  # NaN times are kept, in place
+
+
+def test_select_refuses_an_index_out_of_range():
+    with pytest.raises(IndexError, match=r"select: index must lie in \[-2, 2\) for 2 samples, got \[2\]"):
+        data.select(as_spikes([[0.1], [0.2]], [[0], [1]]), torch.tensor([2]))
+
+
+def test_randman_written_as_shd_files_bins_to_the_frames_of_the_randman_spec(tmp_path):
+    options = dict(classes=3, units=9, samples=10, spikes=2, seed=4)
+    train_path, test_path = data.write_randman_shd(tmp_path, **options)
+    assert (train_path, test_path) == (tmp_path / "shd_train.h5", tmp_path / "shd_test.h5")
+    from_files = data.load(f"shd:{tmp_path},span=1,cache=none", T=20)
+    generated = data.load("randman:" + ",".join(f"{k}={v}" for k, v in options.items()), T=20)
+    assert from_files.classes == ("class 0", "class 1", "class 2")
+    for a, b in ((from_files.train, generated.train), (from_files.test, generated.test)):
+        assert torch.equal(a.x.dense()[..., :9], b.x.dense()) and torch.equal(a.y, b.y)
+        assert not a.x.dense()[..., 9:].any()
+    before = train_path.read_bytes()
+    with pytest.raises(FileExistsError, match=r"shd_train.h5, .*shd_test.h5 exist\(s\); pass overwrite=True"):
+        data.write_randman_shd(tmp_path, **{**options, "seed": 5})
+    assert train_path.read_bytes() == before  # nothing the user made is replaced without the flag
+    data.write_randman_shd(tmp_path, **{**options, "seed": 5}, overwrite=True)
+    assert train_path.read_bytes() != before
+    with pytest.raises(ValueError, match=r"option `units` must be <= 700 \(the SHD layout's units\), got 701"):
+        data.write_randman_shd(tmp_path, units=701, overwrite=True)
+    with pytest.raises(NotADirectoryError, match=r"is not an existing directory"):
+        data.write_randman_shd(tmp_path / "missing")
+
+
 def test_specs_parse_make_paths_absolute_and_name_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert data.parse("shd:some/dir,dt=0.01,cache=none") == ("shd", "some/dir", {"dt": "0.01", "cache": "none"})

@@ -14,7 +14,7 @@ One module per concept:
 ``tensor_file``    user files written with ``torch.save`` (:func:`load_tensor_file`)
 ``spikes``         raw :class:`Spikes`, vectorised :func:`bin_spikes`, compact :class:`SpikeCounts`
 ``heidelberg``     SHD / SSC from the published HDF5 files (h5py), :func:`write_shd`
-``synthetic``      randman: generated data whose classes differ only in spike timing
+``synthetic``      randman: generated data whose classes differ only in spike timing; in SHD files
 ``cache``          the on-disk cache of binned data
 ``spec``           ``--data SPEC`` -> a reader (:func:`load`, :data:`READERS`)
 ``summary``        what ``purelearn data SPEC`` prints
@@ -29,9 +29,9 @@ from .digits import DIGITS_SIZE, DIGITS_TEST, DIGITS_TRAIN, digits_split, load_d
 from .encodings import ENCODINGS, EVENTS, encode, rate_encode, sequential_encode
 from .heidelberg import UNITS, load_heidelberg, read_spikes, write_shd
 from .spec import READERS, absolute, load, parse, short_name
-from .spikes import BinStats, SpikeCounts, Spikes, bin_spikes
+from .spikes import BinStats, SpikeCounts, Spikes, bin_spikes, select
 from .summary import summary
-from .synthetic import load_randman, randman
+from .synthetic import load_randman, randman, write_randman_shd
 from .tensor_file import load_tensor_file
 
 __all__ = [
@@ -61,6 +61,8 @@ __all__ = [
     "write_shd",
     "randman",
     "load_randman",
+    "write_randman_shd",
+    "select",
     "bin_spikes",
     "load",
     "parse",

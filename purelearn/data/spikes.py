@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["Spikes", "BinStats", "SpikeCounts", "bin_spikes", "concat", "smallest_int"]
+__all__ = ["Spikes", "BinStats", "SpikeCounts", "bin_spikes", "concat", "select", "smallest_int"]
 
 
 class Spikes(NamedTuple):
@@ -119,11 +119,8 @@ class SpikeCounts:
         index = torch.as_tensor(index, dtype=torch.int64, device=self.offsets.device).reshape(-1)
         starts = self.offsets[index]
         lengths = self.offsets[index + 1] - starts
-        ends = torch.cumsum(lengths, 0)
-        # event j of the selection comes from starts[n] + (j − first event of n in the selection)
-        position = torch.arange(int(ends[-1]) if len(ends) else 0, device=starts.device) + \
-            torch.repeat_interleave(starts - (ends - lengths), lengths)
-        offsets = torch.cat([ends.new_zeros(1), ends])
+        position = _gather_positions(starts, lengths)
+        offsets = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)])
         return SpikeCounts(offsets, self.time[position], self.unit[position], self.count[position],
                            self.T, self.units, self.dt)
 
@@ -137,6 +134,32 @@ class SpikeCounts:
         """The same counts on ``device``."""
         return SpikeCounts(self.offsets.to(device), self.time.to(device), self.unit.to(device),
                            self.count.to(device), self.T, self.units, self.dt)
+
+
+def _gather_positions(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """[sum(lengths)]: the positions ``starts[n] + 0 .. starts[n] + lengths[n] − 1``, n after n."""
+    ends = torch.cumsum(lengths, 0)
+    total = int(ends[-1]) if ends.numel() else 0
+    return torch.arange(total, device=starts.device) + torch.repeat_interleave(starts - (ends - lengths), lengths)
+
+
+def select(spikes: Spikes, index: torch.Tensor) -> Spikes:
+    """The samples ``index`` (int64 [n]) of raw ``spikes``, in that order, each with its spikes in
+    their order.
+
+    >>> s = Spikes(torch.tensor([.1, .2, .3]), torch.tensor([0, 1, 2]), torch.tensor([2, 1]), torch.tensor([4, 5]))
+    >>> select(s, torch.tensor([1, 0])).times
+    tensor([0.3000, 0.1000, 0.2000])
+    """
+    index = torch.as_tensor(index, dtype=torch.int64).reshape(-1)
+    n = spikes.lengths.numel()
+    if index.numel() and (int(index.min()) < -n or int(index.max()) >= n):
+        raise IndexError(f"select: index must lie in [-{n}, {n}) for {n} samples, got {index.tolist()}")
+    index = index % max(n, 1)
+    starts = torch.cat([spikes.lengths.new_zeros(1), torch.cumsum(spikes.lengths, 0)[:-1]])[index]
+    lengths = spikes.lengths[index]
+    position = _gather_positions(starts, lengths)
+    return Spikes(spikes.times[position], spikes.units[position], lengths, spikes.labels[index])
 
 
 def bin_spikes(spikes: Spikes, T: int, dt: float, units: int) -> tuple[SpikeCounts, BinStats]:

@@ -18,7 +18,9 @@ spike counts carry no information: a model that ignores time is at chance.
 samples, shuffled (all draws from one generator seeded with ``seed``); :func:`load_randman` splits
 them 80/20 (:func:`~purelearn.data.dataset.seeded_split`) and bins them into T frames (default
 100) over ``[0, duration]``. :func:`~purelearn.data.heidelberg.write_shd` writes them in the
-SHD layout (``units <= 700``).
+SHD layout (``units <= 700``); :func:`write_randman_shd` writes one generation, split as
+:func:`load_randman` splits it, as ``DIR/shd_train.h5`` and ``DIR/shd_test.h5``, so that
+``--data shd:DIR`` reads the same frames as ``--data randman`` with the same options.
 
 Defaults (:data:`DEFAULTS`): 10 classes of 100 samples, 100 units firing 5 times each in 1 s
 (0.05 spikes per unit per 10-ms frame: sparse like cochlea spikes, and dense enough for the
@@ -29,16 +31,18 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .dataset import Dataset, Split, seeded_split
 from .encodings import EVENTS
-from .heidelberg import DEFAULT_BINS
-from .spikes import Spikes, bin_spikes
+from .heidelberg import DEFAULT_BINS, UNITS, write_shd
+from .spikes import Spikes, bin_spikes, select
 
-__all__ = ["DEFAULTS", "randman", "load_randman"]
+__all__ = ["DEFAULTS", "randman", "load_randman", "write_randman_shd"]
 
 _LEAST = {"classes": 2, "units": 1, "samples": 1, "dim": 1, "freqs": 1, "spikes": 1, "seed": 0}
 REFERENCE_POINTS = 1000
@@ -97,6 +101,10 @@ def randman(classes: int = 10, units: int = 100, samples: int = 100, *, dim: int
 DEFAULTS: dict[str, Any] = {name: p.default for name, p in inspect.signature(randman).parameters.items()}
 
 
+def _train_test(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return seeded_split(n, min(max(round(TRAIN_FRACTION * n), 1), n - 1))
+
+
 def load_randman(T: int | None = None, **options: Any) -> Split:
     """Generated randman data (``options`` as :func:`randman`'s, :data:`DEFAULTS`), split 80/20 and
     binned into T frames (default 100) over ``[0, duration]``; encoding ``"events"``."""
@@ -108,9 +116,41 @@ def load_randman(T: int | None = None, **options: Any) -> Split:
     raw = randman(**opts)
     counts, _ = bin_spikes(raw, T, opts["duration"] / T, opts["units"])
     n = raw.labels.numel()
-    train, test = seeded_split(n, min(max(round(TRAIN_FRACTION * n), 1), n - 1))
+    train, test = _train_test(n)
     full = Dataset(counts, raw.labels, EVENTS, T)
     info = {"title": "random manifolds, generated: the classes differ only in spike timing", "T": T,
             "dt": opts["duration"] / T, "span": opts["duration"], "span_rule": "the generator's duration",
             "options": opts, "cache": None, "cache_hit": False}
     return Split("randman", full.subset(train), full.subset(test), opts["classes"], info=info)
+
+
+def write_randman_shd(folder: str | os.PathLike, *, overwrite: bool = False, **options: Any) -> tuple[Path, Path]:
+    """Write randman data (``options`` as :func:`randman`'s) in the published SHD layout:
+    ``folder/shd_train.h5`` and ``folder/shd_test.h5``, the 80/20 split of :func:`load_randman`,
+    class names ``"class 0"``, ... Existing files are kept (``FileExistsError``) unless ``overwrite``.
+    Returns the two paths. ``shd:folder`` then bins the same frames as ``randman`` with these
+    options (its default span, the largest spike time rounded up to 10 ms, is ``duration`` when
+    ``duration`` is a multiple of 10 ms and some spike reaches it).
+
+    >>> import tempfile
+    >>> train, test = write_randman_shd(tempfile.mkdtemp(), classes=3, units=20, samples=10)
+    >>> train.name, test.name
+    ('shd_train.h5', 'shd_test.h5')
+    """
+    opts = {**DEFAULTS, **options}
+    _check(opts)
+    if opts["units"] > UNITS:
+        raise ValueError(f"write_randman_shd: option `units` must be <= {UNITS} (the SHD layout's units), "
+                         f"got {opts['units']}")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"write_randman_shd: folder {str(folder)!r} is not an existing directory")
+    paths = (folder / "shd_train.h5", folder / "shd_test.h5")
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"write_randman_shd: {', '.join(existing)} exist(s); pass overwrite=True to replace")
+    raw = randman(**opts)
+    keys = [f"class {c}" for c in range(opts["classes"])]
+    for path, index in zip(paths, _train_test(raw.labels.numel()), strict=True):
+        write_shd(path, select(raw, index), keys=keys)
+    return paths
