@@ -192,6 +192,19 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
     "ottt-batchnorm-takes-trace": (lambda: online.ottt(nn.Sequential(
         nn.Conv2d(2, 4, 3), neurons.OTTTLIF(), nn.BatchNorm2d(4), neurons.LIF()), F.mse_loss, optim.sgd(lr=0.1)),
         TypeError, r"layer 2 \(BatchNorm2d\) receives OTTTLIF 1's spike\+trace.*Conv2d -> BatchNorm2d -> OTTTLIF"),
+    "ottt-no-trace-in-residual": (lambda: online.ottt(nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), neurons.OTTTLIF(), nn.Residual(nn.Sequential(
+            nn.Conv2d(4, 4, 3, padding=1), neurons.LIF(), nn.Conv2d(4, 4, 3, padding=1)))), F.mse_loss,
+        optim.sgd(lr=0.1)), ValueError, r"ottt: layer 2\.body\.2 \(Conv2d\) has parameters and is fed by layer "
+        r"2\.body\.1 \(LIF\), which emits no presynaptic trace"),
+    "ottt-batchnorm-takes-trace-in-residual": (lambda: online.ottt(nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), neurons.OTTTLIF(), nn.Residual(nn.Sequential(
+            nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3, padding=1)))), F.mse_loss, optim.sgd(lr=0.1)), TypeError,
+        r"layer 2\.body\.0 \(BatchNorm2d\) receives the OTTTLIF before residual block 2's spike\+trace"),
+    "ottt-recurrent-takes-trace": (lambda: online.ottt(nn.Sequential(
+        nn.Linear(3, 4), neurons.OTTTLIF(), nn.Residual(nn.Sequential(nn.Recurrent(neurons.LIF(), 4, 4)))),
+        F.mse_loss, optim.sgd(lr=0.1)), TypeError,
+        r"layer 2\.body\.0 \(Recurrent\) has parameters and state and receives the OTTTLIF before residual block 2's"),
     "sltt-not-sltt-neurons": (lambda: online.sltt(_model(), F.mse_loss, optim.sgd(lr=0.1)), ValueError,
                               r"sltt: layer 1 is LIF; SLTT needs neurons.SLTTLIF"),
     "sltt-k-exceeds-t": (lambda: _sltt_k_run(k=9, T=5), ValueError, r"`k`=9 exceeds the sequence length T=5"),

@@ -226,5 +226,6 @@ def test_learner_trains_the_wired_model_and_rebuilding_it_is_a_no_op():
 
 def test_parametric_layer_with_state_fed_by_an_ottt_lif_is_refused_when_built():
     model = nn.Sequential(nn.Linear(6, 8), neurons.OTTTLIF(), nn.Recurrent(neurons.OTTTLIF(), 8, 3))
-    with pytest.raises(TypeError, match=r"Recurrent has parameters and state; it cannot take OTTT's spike\+trace"):
+    with pytest.raises(TypeError, match=r"\(Recurrent\) has parameters and state and receives OTTTLIF \d+'s "
+                                        r"spike\+trace; it cannot take OTTT's"):
         online.ottt(model, F.mse_loss, optim.sgd(lr=0.1))

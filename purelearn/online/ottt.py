@@ -238,7 +238,9 @@ def _wire_chain(layers: tuple[Layer, ...], trace_input: bool, prefix: str = "") 
             wired[j] = _wire_residual(layers[j], True, f"{prefix}{j}")
         elif layers[j].has_state:
             raise TypeError(
-                f"{type(layers[j]).__name__} has parameters and state; it cannot take OTTT's spike+trace input"
+                f"layer {prefix}{j} ({type(layers[j]).__name__}) has parameters and state and receives {source}'s "
+                "spike+trace; it cannot take OTTT's spike+trace input (its recurrent weight would need its own "
+                "output's trace): use a feed-forward parametric layer after an OTTTLIF"
             )
         else:
             wired[j] = _GradFromTrace(layers[j])
