@@ -3,7 +3,7 @@
 Each notebook in ``notebooks/`` is executed in memory with nbclient, from the notebooks directory
 (as a reader runs it), in an ipykernel of *this* interpreter (a private kernel spec, so a ``python3``
 kernel registered elsewhere on the machine cannot stand in). Nothing is written back to the
-repository. About 2 minutes in all on 2 CPU cores.
+repository. About 3 minutes in all on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ KEY_OUTPUTS = {
     "02_online_vs_offline.ipynb": ["online learners flat: True | BPTT grows with T: True",
                                    "FPTT flat in T (per step and in windows): True | BPTT grows with T: True"],
     "03_sweeps.ipynb": ["vmapped rows equal single runs: True", "36 configurations in one vmapped run"],
+    "04_shd_layout.ipynb": ["every unit fires 5 times in every sample: True", "fptt above chance: True",
+                            "online flat in T: True | BPTT grows with T: True"],
 }
 #: How many figures each notebook shows.
-FIGURES = {"01_quickstart.ipynb": 0, "02_online_vs_offline.ipynb": 2, "03_sweeps.ipynb": 2}
+FIGURES = {"01_quickstart.ipynb": 0, "02_online_vs_offline.ipynb": 2, "03_sweeps.ipynb": 2, "04_shd_layout.ipynb": 2}
 
 
 @pytest.fixture(scope="module")
