@@ -23,7 +23,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from nets import build_pair  # noqa: E402
 
 
 def _status(field: str) -> int:
@@ -46,6 +45,8 @@ def peak(fn) -> tuple[int, int] | tuple[None, None]:
 
 
 def main() -> None:
+    from nets import build_pair  # SpikingJelly: only for this script's own points (shd_scale.py imports peak)
+
     method, T = sys.argv[1], int(sys.argv[2])
     net = sys.argv[3] if len(sys.argv) > 3 else "B"
     torch.set_num_threads(1)
