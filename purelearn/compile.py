@@ -4,9 +4,13 @@ r"""The compiled fast path: ``torch.compile`` of a learner's step, set up to com
     run  = compile.run(learner)                   # same signature and numbers as learner.run
     carry, outs = run(carry, x_seq, y_seq)
 
+:func:`run` compiles one program per sequence: the learner's plan (:mod:`purelearn.online.driver`)
+as one graph, each run of alike calls (the middle steps, the windows) one loop of torch's scan
+operator, the final call after it (see :func:`run` for where it falls back to compiled steps).
+
 ``torch.compile(learner.step)`` works as it is (no graph breaks, ``fullgraph=True``), but builds
 three graphs: the first step of a sequence (fresh, 0-d neuron states), the middle steps and the
-last step (``last=True`` skips work). :func:`step` and :func:`run` avoid the extra ones:
+last step (``last=True`` skips work). :func:`step` (and :func:`run`) avoid the extra ones:
 
 - **Fresh states are materialised.** Before a step, every carry leaf that the step would grow
   (a fresh 0-d membrane that becomes ``[N, ...]``) is expanded to that shape. The shapes come
@@ -66,11 +70,12 @@ from typing import Any
 
 import optree
 import torch
+import torch.utils._pytree
 
 from .online import driver
 from .online.driver import StepOutput
 
-__all__ = ["CompiledStep", "step", "run", "materialize", "keep_freed_memory", "FAST_START", "MAX_SPEED",
+__all__ = ["CompiledStep", "CompiledRun", "step", "run", "materialize", "keep_freed_memory", "FAST_START", "MAX_SPEED",
            "CPU_OPTIONS"]
 
 #: The inductor options behind ``mode="fast-start"``: scalar C++ kernels (no explicit SIMD).
@@ -134,6 +139,11 @@ def _growth_plan(fn: Callable[..., Any], carry: Any, args: tuple[Any, ...], kwar
         new_carry = _eval_shape(fn, carry, *args, **kwargs)[0]
     except Exception:  # noqa: BLE001 - materialising is an optimisation; without it one more graph is built
         return ()
+    return _growth(carry, new_carry)
+
+
+def _growth(carry: Any, new_carry: Any) -> tuple[tuple[int, tuple[int, ...], torch.Size], ...]:
+    """:func:`_growth_plan` from the carry before and after a step."""
     old, old_spec = optree.tree_flatten(carry)
     new, new_spec = optree.tree_flatten(new_carry)
     if old_spec != new_spec:
@@ -319,22 +329,120 @@ def step(learner_or_step: Any, *, engine: str = "dynamo", mode: str | None = Non
     return CompiledStep(fn, engine=engine, materialize_carry=materialize_carry, **kwargs)
 
 
-def run(learner: Any, **compile_kwargs: Any) -> Callable[[Any, torch.Tensor, torch.Tensor], tuple[Any, StepOutput]]:
-    """``learner.run`` with the step compiled by :func:`step`: same signature, same numbers.
+def _torch_scan(f: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any, y_spec: Any) -> tuple[Any, Any]:
+    """:func:`purelearn.scan.scan`'s contract on torch's scan operator (``torch._higher_order_ops.scan``),
+    which compiles the loop once instead of unrolling it. Its carry and outputs must be flat lists of
+    tensors: the carry is flattened here (non-tensor leaves, fixed per call, stay outside) and the
+    outputs are rebuilt with ``y_spec``, their tree structure, known beforehand (a side effect in the
+    loop's body would break the graph)."""
+    from torch._higher_order_ops.scan import scan as scan_op
 
-    The sequence is walked by the learners' own driver (:func:`purelearn.online.driver.run`) with
-    the compiled step: one graph per kind of call in the learner's plan — per step, the middle steps
-    and the last one (SLTT-K's forward-only steps add their own); in windows of L steps, the window
-    update with the L steps unrolled (a shorter last window is one more graph); BPTT's one call, the
-    whole sequence unrolled.
+    leaves, spec = optree.tree_flatten(carry)
+    is_tensor = [isinstance(x, torch.Tensor) for x in leaves]
+    constants = [None if t else x for x, t in zip(leaves, is_tensor, strict=True)]
+
+    def rebuild(tensors: list[torch.Tensor]) -> Any:
+        it = iter(tensors)
+        return optree.tree_unflatten(spec, [next(it) if t else c for t, c in zip(is_tensor, constants, strict=True)])
+
+    def body(tensors: list[torch.Tensor], x: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        new_carry, y = f(rebuild(tensors), x)
+        new_leaves = [leaf for leaf, t in zip(optree.tree_leaves(new_carry), is_tensor, strict=True) if t]
+        outs = new_leaves + torch.utils._pytree.tree_leaves(y)
+        # the operator refuses outputs that alias its inputs or each other (a leaf passed through
+        # unchanged, an output that is also carried): those leave as copies
+        seen = {id(a) for a in tensors}
+        for i, a in enumerate(outs):
+            if id(a) in seen:
+                outs[i] = a.clone()
+            seen.add(id(outs[i]))
+        return outs[:len(new_leaves)], outs[len(new_leaves):]
+
+    tensors, ys = scan_op(body, [x for x, t in zip(leaves, is_tensor, strict=True) if t], xs)
+    return rebuild(list(tensors)), torch.utils._pytree.tree_unflatten(list(ys), y_spec)
+
+
+def _plan_key(plan: tuple[driver.Call, ...]) -> tuple[Any, ...]:
+    return tuple((call.start, call.stop, isinstance(call.t, slice), call.options) for call in plan)
+
+
+class CompiledRun:
+    """``learner.run`` compiled; build it with :func:`run`. Called like ``learner.run``.
+
+    ``programs`` maps each plan (and input signature) seen so far to its compiled whole-sequence
+    program; ``compiled_step`` is the per-step fallback (:class:`CompiledStep`).
     """
-    compiled = step(learner, **compile_kwargs)
 
-    def run_compiled(carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[Any, StepOutput]:
-        return driver.run(learner, carry, x_seq, y_seq, step=compiled)
+    def __init__(self, learner: Any, whole_sequence: bool, **compile_kwargs: Any) -> None:
+        self.learner = learner
+        self.whole_sequence = whole_sequence and getattr(learner, "fixed_plan", False)
+        self.compile_kwargs = compile_kwargs
+        self.compiled_step = step(learner, **compile_kwargs)
+        self.programs: dict[tuple[Any, ...], Callable[..., Any]] = {}
+        self._prepared: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
-    run_compiled.compiled_step = compiled  # type: ignore[attr-defined]
-    return run_compiled
+    def __call__(self, carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[Any, StepOutput]:
+        if not self.whole_sequence:
+            return driver.run(self.learner, carry, x_seq, y_seq, step=self.compiled_step)
+        learner = self.learner
+        owner = type(learner).__name__
+        T = driver.check_sequence(owner, x_seq, y_seq)
+        plan = learner.plan(carry, T)
+        driver.check_plan(owner, plan, T)
+        carry, y_spec = self._prepare(carry, plan, x_seq, y_seq)
+        key = (_plan_key(plan), _signature((carry, x_seq, y_seq)))
+        program = self.programs.get(key)
+        if program is None:
+            def scan_op(f: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any) -> tuple[Any, Any]:
+                return _torch_scan(f, carry, xs, y_spec)
+
+            def sequence(carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor) -> Any:
+                return driver.walk(learner, plan, carry, x_seq, y_seq, learner.step, scan_op)
+
+            own = _with_own_code(sequence, f"purelearn_sequence_{next(_counter)}")
+            kwargs = self.compiled_step._kwargs_for(carry, (x_seq, y_seq))
+            program = self.programs[key] = torch.compile(own, **kwargs)
+        return program(carry, x_seq, y_seq)
+
+    def _prepare(self, carry: Any, plan: tuple[driver.Call, ...], x_seq: torch.Tensor, y_seq: torch.Tensor
+                 ) -> tuple[Any, Any]:
+        """The carry with the leaves that the first call grows (fresh 0-d states) grown, and the tree
+        structure of a step's outputs: both from one abstract evaluation of the first call (fake
+        tensors), cached per input signature."""
+        first = plan[0]
+        sig = (_signature((carry, x_seq, y_seq)), _plan_key(plan[:1]))
+        prepared = self._prepared.get(sig)
+        if prepared is None:
+            args, options = (x_seq[first.t], y_seq[first.t]), dict(first.options)
+            new_carry, out = _eval_shape(self.learner.step, carry, *args, **options)
+            prepared = self._prepared[sig] = (_growth(carry, new_carry), torch.utils._pytree.tree_structure(out))
+        growth, y_spec = prepared
+        return _apply_plan(carry, growth), y_spec
+
+
+def run(learner: Any, *, whole_sequence: bool = True, **compile_kwargs: Any) -> CompiledRun:
+    """``learner.run`` compiled: same signature, same numbers (to float rounding).
+
+    **One program per sequence** (``whole_sequence=True``, the default): the learner's plan is
+    compiled as one ``torch.compile`` graph, each run of alike calls (the middle steps, the
+    windows) a loop of torch's scan operator (``torch._higher_order_ops.scan``: compiled once, not
+    unrolled, its compile time independent of T), the final ``last=True`` call after it. A new T
+    or input shape compiles a new program; sequences of one shape reuse theirs
+    (``error_on_recompile`` holds). BPTT's plan is one call: its program is that call, the
+    sequence unrolled inside the step.
+
+    **Per step** (``whole_sequence=False``, and always for learners whose plan changes from one
+    sequence to the next: SLTT-K): the driver walks the plan in Python with the step compiled by
+    :func:`step`, one graph per kind of call (the middle steps and the last one; a window and a
+    shorter last window).
+
+    ``compile_kwargs`` are :func:`step`'s (``mode``, ``backend``, ``options``, ...); ``engine="trace"``
+    applies to the per-step path only.
+    """
+    if engine := compile_kwargs.get("engine"):
+        if engine != "dynamo" and whole_sequence and getattr(learner, "fixed_plan", False):
+            raise ValueError("compile.run: engine='trace' compiles steps; pass whole_sequence=False with it")
+    return CompiledRun(learner, whole_sequence, **compile_kwargs)
 
 
 def keep_freed_memory(threshold_bytes: int = 1 << 30) -> bool:

@@ -281,17 +281,48 @@ def assert_run_equals_eager_without_recompiles(run, learner, carry):
 
 
 @pytest.mark.parametrize("name", LEARNERS)
-def test_compiled_run_builds_two_graphs_and_never_recompiles(name, fresh_dynamo):
+def test_compiled_run_is_one_program_per_sequence_and_never_recompiles(name, fresh_dynamo):
     learner, carry = step_learner(name)
     run = compile.run(learner, backend="aot_eager")
     assert_run_equals_eager_without_recompiles(run, learner, carry)
     graphs = counters["stats"]["unique_graphs"]
-    if name == "bptt":
-        assert graphs == 1
-    elif name == "sltt_k":
-        assert graphs <= 4  # last × backward
-    else:  # middle steps (windows) and last step (the last, shorter window); the first shares the middle graph
-        assert graphs == 2
+    if name == "sltt_k":  # its plan changes per sequence: the per-step path, a graph per (last, backward)
+        assert not run.whole_sequence and graphs <= 4 and not run.programs
+    else:  # the whole sequence, first, middle (one scan) and last calls, is one graph
+        assert run.whole_sequence and graphs == 1 and len(run.programs) == 1
+    assert counters["graph_break"] == {}
+
+
+@pytest.mark.parametrize("name", [n for n in LEARNERS if n not in ("bptt", "sltt_k")])
+def test_whole_sequence_program_loops_with_torch_scan_not_unrolled(name, fresh_dynamo):
+    from torch._higher_order_ops.scan import scan_op
+
+    learner, carry = step_learner(name)
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    x, y = (torch.cat([a] * 3) for a in SEQS[0])  # 3T steps: middle steps (windows) to loop over
+    run = compile.run(learner, backend=backend)
+    got, got_outs = run(carry, x, y)
+    (graph,) = graphs
+    scans = [node for node in graph.graph.nodes if node.target is scan_op]
+    assert len(scans) == 1  # the middle calls are one loop: the step is traced once, whatever T
+    want, want_outs = learner.run(carry, x, y)
+    assert tree.max_abs_diff(tree.leaves((got, got_outs)), tree.leaves((want, want_outs))) <= 1e-5
+
+
+@pytest.mark.parametrize("name", [n for n in LEARNERS if n != "sltt_k"])
+def test_compiled_run_per_step_builds_two_graphs_and_never_recompiles(name, fresh_dynamo):
+    learner, carry = step_learner(name)
+    run = compile.run(learner, backend="aot_eager", whole_sequence=False)
+    assert_run_equals_eager_without_recompiles(run, learner, carry)
+    graphs = counters["stats"]["unique_graphs"]
+    # BPTT: its one call; else middle steps (windows) and last step (the last, shorter window); the
+    # first step shares the middle graph
+    assert graphs == (1 if name == "bptt" else 2) and not run.programs
     assert counters["graph_break"] == {}
 
 
@@ -358,7 +389,7 @@ def test_inductor_run_equals_eager_without_recompiles(name, fresh_dynamo):
     learner, carry = step_learner(name)
     run = compile.run(learner, mode="fast-start")
     assert_run_equals_eager_without_recompiles(run, learner, carry)
-    assert counters["stats"]["unique_graphs"] == 2
+    assert counters["stats"]["unique_graphs"] == 1  # the whole sequence, its middle steps one scan
 
 
 # --------------------------------------------------------------------------------------------------

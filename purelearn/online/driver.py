@@ -44,7 +44,7 @@ import torch
 from ..scan import scan
 from ._checks import check_sequence
 
-__all__ = ["StepOutput", "Call", "Learner", "steps", "windows", "steps_or_windows", "run"]
+__all__ = ["StepOutput", "Call", "Learner", "steps", "windows", "steps_or_windows", "run", "walk", "check_plan"]
 
 
 class StepOutput(NamedTuple):
@@ -113,7 +113,7 @@ def _groups(plan: tuple[Call, ...]) -> list[tuple[int, int, int | None, dict[str
     return out
 
 
-def _check_plan(owner: str, plan: Any, T: int) -> None:
+def check_plan(owner: str, plan: Any, T: int) -> None:
     position = 0
     for call in plan:
         if not isinstance(call, Call) or call.start != position or call.stop <= call.start or (
@@ -132,8 +132,15 @@ def run(learner: Any, carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor,
     owner = type(learner).__name__
     T = check_sequence(owner, x_seq, y_seq)
     plan = learner.plan(carry, T)
-    _check_plan(owner, plan, T)
-    step = learner.step if step is None else step
+    check_plan(owner, plan, T)
+    return walk(learner, plan, carry, x_seq, y_seq, learner.step if step is None else step)
+
+
+def walk(learner: Any, plan: tuple[Call, ...], carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor,
+         step: Callable[..., tuple[Any, StepOutput]], scan_fn: Callable[..., tuple[Any, Any]] = scan
+         ) -> tuple[Any, StepOutput]:
+    """:func:`run` of a checked ``plan``: runs of alike calls through ``scan_fn`` (``scan``'s
+    signature; :mod:`purelearn.compile` passes torch's scan), the others one by one."""
     pieces = []
     for start, count, length, options in _groups(plan):
         size = count * (length or 1)
@@ -144,7 +151,7 @@ def run(learner: Any, carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor,
             carry, out = step(carry, xs[0], ys[0], **options)
             out = optree.tree_map(lambda a: a.unsqueeze(0), out)
         else:
-            carry, out = scan(lambda c, xy, o=options: step(c, xy[0], xy[1], **o), carry, (xs, ys))
+            carry, out = scan_fn(lambda c, xy, o=options: step(c, xy[0], xy[1], **o), carry, (xs, ys))
         if length is not None:
             out = optree.tree_map(lambda a: a.flatten(0, 1), out)
         pieces.append(out)
@@ -158,6 +165,10 @@ class Learner:
     states (a learner with per-sequence state of its own extends it)."""
 
     window: int = 1
+    #: Whether ``plan(carry, T)`` is the same for every carry (SLTT-K draws its steps from the carry's
+    #: seed, so its plan changes per sequence): :func:`purelearn.compile.run` compiles one program
+    #: per sequence only for fixed plans.
+    fixed_plan: bool = True
 
     def plan(self, carry: Any, T: int) -> tuple[Call, ...]:
         """One call per step (``window`` 1) or per window of ``window`` steps (the last may be shorter)."""

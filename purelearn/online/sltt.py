@@ -111,6 +111,11 @@ class SLTT(Learner):
         """Fresh neuron states and the next key; params and optimizer state kept."""
         return carry._replace(states=self.model.reset_states(carry.states), key=hash32(carry.key + 1))
 
+    @property
+    def fixed_plan(self) -> bool:  # type: ignore[override]
+        """SLTT-K draws its backward steps per sequence (from the carry's seed); plain SLTT's plan is fixed."""
+        return self.k is None
+
     def plan(self, carry: SLTTCarry, T: int) -> tuple[Call, ...]:
         """One call per step; with ``k`` set, the steps outside ``selected_steps`` get ``backward=False``."""
         if self.k is None:
