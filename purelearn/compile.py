@@ -334,21 +334,23 @@ def _torch_scan(f: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any, y
     which compiles the loop once instead of unrolling it. Its carry and outputs must be flat lists of
     tensors: the carry is flattened here (non-tensor leaves, fixed per call, stay outside) and the
     outputs are rebuilt with ``y_spec``, their tree structure, known beforehand (a side effect in the
-    loop's body would break the graph)."""
+    loop's body would break the graph). Trees go through ``torch.utils._pytree``, which torch's
+    tracers understand."""
     from torch._higher_order_ops.scan import scan as scan_op
 
-    leaves, spec = optree.tree_flatten(carry)
+    pytree = torch.utils._pytree
+    leaves, spec = pytree.tree_flatten(carry)
     is_tensor = [isinstance(x, torch.Tensor) for x in leaves]
     constants = [None if t else x for x, t in zip(leaves, is_tensor, strict=True)]
 
     def rebuild(tensors: list[torch.Tensor]) -> Any:
         it = iter(tensors)
-        return optree.tree_unflatten(spec, [next(it) if t else c for t, c in zip(is_tensor, constants, strict=True)])
+        return pytree.tree_unflatten([next(it) if t else c for t, c in zip(is_tensor, constants, strict=True)], spec)
 
     def body(tensors: list[torch.Tensor], x: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         new_carry, y = f(rebuild(tensors), x)
-        new_leaves = [leaf for leaf, t in zip(optree.tree_leaves(new_carry), is_tensor, strict=True) if t]
-        outs = new_leaves + torch.utils._pytree.tree_leaves(y)
+        new_leaves = [leaf for leaf, t in zip(pytree.tree_leaves(new_carry), is_tensor, strict=True) if t]
+        outs = new_leaves + pytree.tree_leaves(y)
         # the operator refuses outputs that alias its inputs or each other (a leaf passed through
         # unchanged, an output that is also carried): those leave as copies
         seen = {id(a) for a in tensors}
@@ -359,7 +361,7 @@ def _torch_scan(f: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any, y
         return outs[:len(new_leaves)], outs[len(new_leaves):]
 
     tensors, ys = scan_op(body, [x for x, t in zip(leaves, is_tensor, strict=True) if t], xs)
-    return rebuild(list(tensors)), torch.utils._pytree.tree_unflatten(list(ys), y_spec)
+    return rebuild(list(tensors)), pytree.tree_unflatten(list(ys), y_spec)
 
 
 def _plan_key(plan: tuple[driver.Call, ...]) -> tuple[Any, ...]:
