@@ -7,7 +7,11 @@ check that nothing was touched: the carry's tensors keep their values and versio
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -278,6 +282,60 @@ def _corrupt_checkpoint(tmp_path: Path) -> None:
     checkpoint.load(path)
 
 
+def _flipped_byte_checkpoint(tmp_path: Path) -> None:
+    from purelearn import checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save(path, {"w": torch.arange(64, dtype=torch.float32)})
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(torch.tensor([10.0, 11.0]).numpy().tobytes()) + 2] ^= 0x01  # 10.0 -> another finite weight
+    path.write_bytes(bytes(raw))
+    checkpoint.load(path)
+
+
+def _hand_made_checkpoint(tmp_path: Path) -> None:
+    from purelearn import checkpoint
+
+    node: dict[str, Any] = {"value": 0}
+    for _ in range(200):
+        node = {"list": [node]}
+    structure = json.dumps(node)
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "structure": structure, "tensors": [],
+                "sha256": checkpoint.digest(structure, [])}, path)
+    checkpoint.load(path)
+
+
+TINY_RUN = dict(limit=64, T=4, hidden=16, batch_size=32, epochs=1)
+
+
+def _run_folder(tmp_path: Path, name: str = "run", **config: Any) -> Path:
+    """A finished 1-epoch tiny run (FPTT on digits unless ``config`` says otherwise) in tmp_path/name."""
+    folder = tmp_path / name
+    _app().fit(_app().Config(**{**TINY_RUN, **config}), str(folder), plot=False)
+    return folder
+
+
+def _run_checkpoint_without_epoch(tmp_path: Path) -> None:
+    from purelearn import checkpoint
+
+    folder = _run_folder(tmp_path)
+    state = checkpoint.load(folder / "checkpoint.pt")
+    del state["epoch"]
+    checkpoint.save(folder / "checkpoint.pt", state)
+    _app().fit(_app().Config(), resume=str(folder), plot=False)
+
+
+def _checkpoint_of_another_algorithm(tmp_path: Path) -> None:
+    from purelearn import checkpoint
+
+    folder, other = _run_folder(tmp_path), _run_folder(tmp_path, "bptt", algo="bptt")
+    state = checkpoint.load(folder / "checkpoint.pt")
+    state["carry"] = checkpoint.load(other / "checkpoint.pt")["carry"]
+    checkpoint.save(folder / "checkpoint.pt", state)
+    _app().fit(_app().Config(), resume=str(folder), epochs=2, plot=False)
+
+
 def _wrong_layout(tmp_path: Path) -> None:
     from purelearn import data
 
@@ -335,6 +393,18 @@ def _replace(key: str, value: Any) -> Callable[[Any], object]:
 FILE_CASES: dict[str, tuple[Callable[[Path], object], type[Exception], str]] = {
     "file-checkpoint-truncated": (_truncated_checkpoint, ValueError, r"checkpoint .* is truncated or corrupt"),
     "file-checkpoint-corrupt": (_corrupt_checkpoint, ValueError, r"checkpoint .* is truncated or corrupt"),
+    "file-checkpoint-flipped-byte": (_flipped_byte_checkpoint, ValueError,
+                                     r"checkpoint .*checkpoint.pt is corrupt: its contents do not match the SHA-256 "
+                                     r"stored in it \(the file changed after it was written\)"),
+    "file-checkpoint-hand-made": (_hand_made_checkpoint, ValueError,
+                                  r"checkpoint .*checkpoint.pt is corrupt: checkpoint structure is nested more than 64 "
+                                  r"levels deep"),
+    "file-checkpoint-not-a-run": (_run_checkpoint_without_epoch, ValueError,
+                                  r"checkpoint .*checkpoint.pt is not a run's checkpoint: key\(s\) \['epoch'\] "
+                                  r"missing"),
+    "file-checkpoint-other-algorithm": (_checkpoint_of_another_algorithm, ValueError,
+                                        r"checkpoint .*checkpoint.pt holds a BPTTCarry, but its config's algorithm "
+                                        r"fptt carries a FPTTCarry: the carry is not of this run"),
     "file-data-wrong-layout": (_wrong_layout, ValueError, r"key 'y' must have one label per sample of 'x' "
                                                           r"\(N=10\), got 9 labels"),
     "file-shd-missing": (lambda p: _load(f"shd:{p}"), FileNotFoundError,
@@ -368,7 +438,7 @@ FILE_CASES: dict[str, tuple[Callable[[Path], object], type[Exception], str]] = {
     "data-bin-options": (lambda p: _shd(p, options=",dt=0.1,span=1", T=4), ValueError,
                          r"give at most two of T, dt and span"),
 }
-FILE_CASES_SPECIAL = ("file-interrupted-write",)
+FILE_CASES_SPECIAL = ("file-interrupted-write", "file-orphaned-temporaries", "file-stale-lock")
 
 
 @pytest.mark.parametrize("case_id", sorted(FILE_CASES))
@@ -397,9 +467,66 @@ def test_interrupted_checkpoint_write_keeps_the_previous_checkpoint(tmp_path: Pa
     assert torch.equal(checkpoint.load(path)["w"], torch.ones(3))
 
 
-# ---- the command line: one line on stderr, exit code 2, no traceback
+def test_orphaned_temporaries_are_removed_when_a_run_next_starts_there(tmp_path: Path) -> None:
+    folder = _run_folder(tmp_path)
+    for name in (".tmp-checkpoint.pt-a1b2c3d4", "metrics.json.tmp", "notes.txt"):
+        (folder / name).write_bytes(b"left by a killed process")
+    with pytest.warns(UserWarning, match=r"removed 2 temporary file\(s\) that an interrupted run left in"):
+        _app().fit(_app().Config(), resume=str(folder), epochs=2, plot=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt", "metrics.json", "notes.txt"]
 
-CLI_CASES: dict[str, tuple[list[str], str]] = {
+
+def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path: Path) -> None:
+    from purelearn.app import lock
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          timeout=60, check=True)
+    pid = int(dead.stdout)
+    host = __import__("socket").gethostname()
+    (tmp_path / lock.LOCK_FILE).write_text(json.dumps({"pid": pid, "host": host, "started": "then"}))
+    with pytest.warns(UserWarning, match=rf"took over the lock of run folder .* from a process that no longer runs "
+                                         rf"\(pid {pid} on host"):
+        held = lock.acquire(str(tmp_path))
+    assert lock.owner_of(str(tmp_path))["pid"] != pid
+    held.release()
+
+
+# ---- the command line: one line on stderr, exit code 2 (3: diverged), no traceback
+
+
+def _out_holds_a_run(tmp_path: Path, stack: contextlib.ExitStack) -> list[str]:
+    first, other = _run_folder(tmp_path), _run_folder(tmp_path, "other")
+    return ["train", "--resume", str(first), "--epochs", "2", "--out", str(other)]
+
+
+def _compare_into_earlier_runs(tmp_path: Path, stack: contextlib.ExitStack) -> list[str]:
+    _run_folder(tmp_path / "cmp", "fptt")
+    return ["compare", "--algos", "fptt", "--epochs", "1", "--limit", "64", "--out", str(tmp_path / "cmp")]
+
+
+def _run_folder_in_use(tmp_path: Path, stack: contextlib.ExitStack) -> list[str]:
+    from purelearn.app import lock
+
+    folder = _run_folder(tmp_path)
+    stack.enter_context(lock.hold(str(folder)))
+    return ["train", "--resume", str(folder), "--epochs", "2"]
+
+
+def _resume_fewer_epochs(tmp_path: Path, stack: contextlib.ExitStack) -> list[str]:
+    folder = _run_folder(tmp_path, epochs=2)
+    return ["train", "--resume", str(folder), "--epochs", "1"]
+
+
+def _resume_changed_data(tmp_path: Path, stack: contextlib.ExitStack) -> list[str]:
+    path = tmp_path / "data.pt"
+    x = torch.rand(16, 4, generator=torch.Generator().manual_seed(0))
+    torch.save({"x": x, "y": (x.sum(1) > 2).long(), "encoding": "rate"}, path)
+    folder = _run_folder(tmp_path, data=str(path))
+    torch.save({"x": x.flip(0), "y": (x.flip(0).sum(1) > 2).long(), "encoding": "rate"}, path)
+    return ["train", "--resume", str(folder), "--epochs", "2"]
+
+
+CLI_CASES: dict[str, tuple[list[str] | Callable[[Path, contextlib.ExitStack], list[str]], str]] = {
     "cli-unknown-algo": (["train", "--algo", "nope"], r"argument --algo: invalid choice: 'nope'"),
     "cli-bad-path": (["train", "--data", "/nonexistent/data.pt"], r"--data .* '/nonexistent/data.pt' does not exist"),
     "cli-out-of-range": (["train", "--epochs", "0"], r"argument --epochs: expected an integer >= 1, got '0'"),
@@ -409,19 +536,43 @@ CLI_CASES: dict[str, tuple[list[str], str]] = {
                            r"--out /proc/purelearn-forbidden/x: cannot write there"),
     "cli-data-missing-file": (["data", "shd:/nonexistent/shd"],
                               r"^purelearn data: error: /nonexistent/shd/shd_train.h5 does not exist: shd:DIR reads"),
+    "cli-out-holds-a-run": (_out_holds_a_run, r"--out .*other already holds a run \(checkpoint.pt, metrics.json\); "
+                                              r"continue it with --resume .*other, pass --overwrite to replace it, or "
+                                              r"choose another --out$"),
+    "cli-compare-earlier-runs": (_compare_into_earlier_runs,
+                                 r"^purelearn compare: error: --out .*cmp: .*cmp/fptt already holds results "
+                                 r"\(checkpoint.pt, metrics.json\); pass --overwrite to replace them"),
+    "cli-run-folder-in-use": (_run_folder_in_use, r"run folder .*run is in use by another purelearn process \(pid \d+ "
+                                                  r"on host .*, since .*\); wait for it to end, or use another folder"),
+    "cli-diverged": (["train", "--lr", "1e30", "--limit", "64", "--T", "4", "--hidden", "16", "--batch-size", "32",
+                      "--epochs", "2", "--no-plot", "--quiet", "--out", "{tmp}/run"],
+                     r"training diverged: non-finite loss \(nan\) at batch 1 of 2 in epoch 1; no checkpoint was "
+                     r"written; try a lower --lr or gradient clipping \(--clip\)"),
+    "cli-resume-fewer-epochs": (_resume_fewer_epochs, r"--epochs 1 is below the 2 epochs the run in .*run has done; "
+                                                      r"give --epochs >= 2, or leave it out"),
+    "cli-resume-changed-data": (_resume_changed_data,
+                                r"error: the data of the run in .*run changed since its checkpoint \(fingerprint "
+                                r"sha256:.* then, sha256:.* now\): resuming would not continue the run exactly; "
+                                r"restore the data, or pass --allow-changed-data to continue on the new data$"),
 }
+#: Exit codes other than 2.
+CLI_EXIT_CODES = {"cli-diverged": 3}
 
 
 @pytest.mark.parametrize("case_id", sorted(CLI_CASES))
-def test_bad_command_line_is_one_line_and_exit_2(case_id: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_command_line_is_one_line_and_its_exit_code(case_id: str, capsys: pytest.CaptureFixture[str],
+                                                        tmp_path: Path) -> None:
     from purelearn.app import cli
 
     argv, pattern = CLI_CASES[case_id]
-    try:
-        code = cli.main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
+    with contextlib.ExitStack() as stack:
+        argv = argv(tmp_path, stack) if callable(argv) else [a.replace("{tmp}", str(tmp_path)) for a in argv]
+        capsys.readouterr()
+        try:
+            code = cli.main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
     err = capsys.readouterr().err.strip()
-    assert code == 2
+    assert code == CLI_EXIT_CODES.get(case_id, 2)
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert re.search(pattern, err), err

@@ -1,13 +1,20 @@
-"""Checkpoints: carries of every learner round-trip through weights_only files, written atomically."""
+"""Checkpoints: carries of every learner round-trip through weights_only files, written atomically,
+verified by their SHA-256 on load."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import struct
+import tempfile
+import warnings
 
 import optree
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from purelearn import app, checkpoint
 from purelearn.app import registry, report, task
@@ -39,7 +46,7 @@ def _trained_carry(algo: str, model_name: str = "mlp"):
 def _assert_identical(a, b, path="carry"):
     assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
     if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and torch.equal(a, b), path
+        assert a.dtype == b.dtype and a.requires_grad == b.requires_grad and torch.equal(a, b), path
     elif isinstance(a, dict):
         assert list(a) == list(b), path
         for k in a:
@@ -164,6 +171,189 @@ def test_unsupported_leaves_are_refused_when_saving(tmp_path):
     with pytest.raises(TypeError, match="cannot store a object"):
         checkpoint.save(tmp_path / "x.pt", {"bad": object()})
     assert not os.listdir(tmp_path)
+
+
+# ----------------------------------------------------------------------------- integrity: the SHA-256
+
+
+def _hand_made(path, encoded, tensors=(), version=checkpoint.VERSION, **extra):
+    """A checkpoint file written by hand: the structure ``encoded`` (JSON-able, or a string as it is),
+    ``tensors``, with a correct SHA-256, unless ``extra`` replaces keys (a None value drops the key)."""
+    text = encoded if isinstance(encoded, str) else json.dumps(encoded)
+    blob = {"format": checkpoint.FORMAT, "version": version, "structure": text, "tensors": list(tensors)}
+    if "sha256" not in extra:
+        blob["sha256"] = checkpoint.digest(text, list(tensors))
+    blob.update(extra)
+    blob = {k: v for k, v in blob.items() if v is not None}
+    torch.save(blob, path)
+    return path
+
+
+def test_a_checkpoint_carries_the_sha256_of_its_contents(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save(path, {"carry": _trained_carry("fptt"), "epoch": 1})
+    raw = torch.load(path, weights_only=True)
+    assert raw["version"] == 2 and raw["sha256"] == checkpoint.digest(raw["structure"], raw["tensors"])
+    assert len(raw["sha256"]) == 64
+
+
+def test_a_flipped_byte_in_a_tensor_is_refused_naming_the_file(tmp_path):
+    """The class the hostile probe found: a flipped byte inside a weight loaded as another weight."""
+    path = tmp_path / "checkpoint.pt"
+    weights = torch.arange(16, dtype=torch.float32) + 1000
+    checkpoint.save(path, {"w": weights})
+    blob = bytearray(path.read_bytes())
+    at = blob.index(struct.pack("<4f", 1000, 1001, 1002, 1003)) + 5
+    blob[at] ^= 0x01  # 1001.0 becomes another finite float: torch alone loads it without complaint
+    path.write_bytes(bytes(blob))
+    with pytest.raises(checkpoint.CheckpointError) as info:
+        checkpoint.load(path)
+    message = str(info.value)
+    assert str(path) in message and "do not match the SHA-256" in message and "\n" not in message
+
+
+def test_a_changed_structure_or_hash_is_refused(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save(path, {"epoch": 7})
+    raw = torch.load(path, weights_only=True)
+    for change in ({"structure": raw["structure"].replace("7", "8")}, {"sha256": "0" * 64}, {"sha256": None}):
+        _hand_made(path, raw["structure"], raw["tensors"], **change)
+        with pytest.raises(checkpoint.CheckpointError, match="do not match the SHA-256"):
+            checkpoint.load(path)
+
+
+@pytest.fixture(scope="module")
+def saved_carry():
+    """A small FPTT run's checkpoint (about 8 KB): the payload and the file's bytes."""
+    payload = {"carry": _trained_carry("fptt"), "epoch": 3, "history": [{"loss": 0.5}]}
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "checkpoint.pt")
+        checkpoint.save(path, payload)
+        with open(path, "rb") as f:
+            yield payload, f.read()
+
+
+def _load_corrupted(blob: bytes, position: int, xor: int):
+    """``checkpoint.load`` of ``blob`` with byte ``position`` XOR-ed with ``xor``: the payload, or the error."""
+    damaged = bytearray(blob)
+    damaged[position] ^= xor
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "checkpoint.pt")
+        with open(path, "wb") as f:
+            f.write(damaged)
+        try:
+            return checkpoint.load(path)
+        except checkpoint.CheckpointError as err:
+            assert path in str(err) and "\n" not in str(err)
+            return err
+
+
+@given(where=st.floats(0, 1, exclude_max=True), xor=st.integers(1, 255))
+def test_any_single_byte_corruption_is_refused_or_loads_identical_values(saved_carry, where, xor):
+    payload, blob = saved_carry
+    back = _load_corrupted(blob, int(where * len(blob)), xor)
+    if not isinstance(back, checkpoint.CheckpointError):
+        _assert_identical(payload, back)  # a byte that did not matter (zip padding, a record id)
+
+
+def test_corruption_at_every_37th_byte_is_refused_or_harmless_and_the_hash_is_what_refuses_most(saved_carry):
+    """A deterministic sweep of the whole file (about 220 positions, each bit pattern 0xff): torch
+    itself refuses damage to the zip records and the pickle; damage to the tensors and the structure
+    is what only the SHA-256 catches."""
+    payload, blob = saved_carry
+    refused_by_hash = 0
+    for position in range(0, len(blob), 37):
+        back = _load_corrupted(blob, position, 0xFF)
+        if isinstance(back, checkpoint.CheckpointError):
+            refused_by_hash += "SHA-256" in str(back)
+        else:
+            _assert_identical(payload, back)
+    assert refused_by_hash >= 10
+
+
+def test_a_version_1_checkpoint_without_hash_still_loads_with_one_warning(tmp_path):
+    """Checkpoints written before the hash existed: loaded unverified, one warning per file."""
+    path = tmp_path / "old.pt"
+    tensors: list[torch.Tensor] = []
+    structure = json.dumps(checkpoint.encode_tree({"w": torch.ones(3), "epoch": 2}, tensors))
+    _hand_made(path, structure, tensors, version=1, sha256=None)
+    with pytest.warns(UserWarning, match="written before checkpoints carried a SHA-256.*loaded unverified"):
+        back = checkpoint.load(path)
+    assert back["epoch"] == 2 and torch.equal(back["w"], torch.ones(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        checkpoint.load(path)  # once per file and process
+    checkpoint.save(path, back)
+    assert torch.load(path, weights_only=True)["version"] == 2
+
+
+def _nested(depth: int) -> dict:
+    node: dict = {"value": 1}
+    for _ in range(depth):
+        node = {"list": [node]}
+    return node
+
+
+HAND_MADE = {
+    "structure-missing": (lambda p: _hand_made(p, "{}", structure=None), "structure is missing"),
+    "structure-not-json": (lambda p: _hand_made(p, "{not json"), "not valid JSON"),
+    "tensors-not-a-list": (lambda p: _hand_made(p, {"value": 1}, tensors="x", sha256="0" * 64), "tensor list"),
+    "namedtuple-without-fields": (lambda p: _hand_made(p, {"namedtuple": "purelearn.optim.AdamState"}),
+                                  "malformed near"),
+    "namedtuple-name-not-a-string": (lambda p: _hand_made(p, {"namedtuple": 3, "fields": []}), "not by a string"),
+    "dict-entries-not-pairs": (lambda p: _hand_made(p, {"dict": [["a"]]}), "malformed near"),
+    "dict-key-not-a-string": (lambda p: _hand_made(p, {"dict": [[1, {"value": 1}]]}), "malformed near"),
+    "value-not-plain": (lambda p: _hand_made(p, {"value": {"a": 1}}), "malformed near"),
+    "tensor-index-a-bool": (lambda p: _hand_made(p, {"tensor": True}, [torch.ones(1)]), "refers to tensor True"),
+    "absurd-nesting": (lambda p: _hand_made(p, _nested(checkpoint.MAX_DEPTH + 5)), "nested more than 64 levels"),
+    "nesting-beyond-json": (lambda p: _hand_made(p, '{"list": [' * 100_000 + "]}" * 100_000),
+                            "nested too deeply|nested more than"),
+    "sparse-tensor": (lambda p: torch.save({"format": checkpoint.FORMAT, "version": 2, "structure": '{"tensor": 0}',
+                                            "tensors": [torch.eye(2).to_sparse()], "sha256": "0"}, p),
+                      "tensor list is malformed"),
+    "meta-tensor": (lambda p: torch.save({"format": checkpoint.FORMAT, "version": 2, "structure": '{"tensor": 0}',
+                                          "tensors": [torch.empty(10**6, device="meta")], "sha256": "0"}, p),
+                    "tensor list is malformed|truncated or corrupt"),
+    "version-unknown": (lambda p: _hand_made(p, {"value": 1}, version=7), "has version 7; this purelearn reads 1, 2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HAND_MADE))
+def test_hand_made_checkpoints_are_refused_with_checkpoint_error(tmp_path, case):
+    """Missing keys, values of the wrong type, absurd nesting: a CheckpointError naming the file, never a
+    TypeError, KeyError or RecursionError."""
+    make, message = HAND_MADE[case]
+    path = tmp_path / "checkpoint.pt"
+    make(path)
+    with pytest.raises(checkpoint.CheckpointError, match=message) as info:
+        checkpoint.load(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_temporaries_of_killed_saves_are_found_by_their_pattern_only(tmp_path):
+    ours = [".tmp-checkpoint.pt-a1b2_c3d", ".tmp-checkpoint.pt-zzzzzzzz"]
+    others = [".tmp-checkpoint.pt-short", ".tmp-notes", "checkpoint.pt", "notes.tmp", ".tmp-checkpoint.pt-a1b2c3d4e"]
+    for name in ours + others:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".tmp-dir-abcdefgh").mkdir()  # a folder is never removed
+    assert checkpoint.temporaries(tmp_path, "other.pt") == []
+    removed = checkpoint.remove_stale_temporaries(tmp_path)
+    assert sorted(os.path.basename(p) for p in removed) == sorted(ours)
+    assert sorted(os.listdir(tmp_path)) == sorted([*others, ".tmp-dir-abcdefgh"])
+
+
+def test_a_real_save_leaves_a_temporary_that_matches_the_pattern(tmp_path, monkeypatch):
+    """The pattern is the one ``save`` writes: a save killed before its rename leaves such a file."""
+    seen = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        seen.append(os.path.basename(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    checkpoint.save(tmp_path / "checkpoint.pt", {"epoch": 1})
+    assert checkpoint._TEMPORARY.fullmatch(seen[0])["name"] == "checkpoint.pt"
 
 
 # ----------------------------------------------------------------------------- resuming runs of older versions

@@ -51,6 +51,7 @@ def test_train_runs_end_to_end_and_writes_metrics_plot_and_checkpoint(tmp_path, 
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["epochs_completed"] == 1
     assert metrics["peak_memory_kind"] == "cpu_max_rss" and metrics["peak_memory_bytes"] > 0
     assert metrics["train_time_s"] > 0 and len(metrics["history"]) == 1
+    assert metrics["data"].pop("fingerprint").startswith("sha256:")
     assert metrics["data"] == {"name": "digits", "encoding": "rate", "T": 4, "train_size": 64, "test_size": 16,
                                "num_classes": 10, "step_shape": [1, 8, 8]}
     assert (out / "learning_curve.png").read_bytes()[:8] == PNG_MAGIC
@@ -222,6 +223,7 @@ def test_train_on_shd_files_trains_the_srnn_on_binned_frames(tmp_path, capsys, m
     assert code == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["model"] == "srnn" and metrics["config"]["data"] == f"shd:{folder}"
+    assert metrics["data"].pop("fingerprint").startswith("sha256:")
     assert metrics["data"] == {"name": "shd", "encoding": "events", "T": 20, "train_size": 16, "test_size": 4,
                                "num_classes": 3, "step_shape": [700]}
     assert "srnn" in stdout and "test accuracy" in stdout

@@ -10,8 +10,11 @@
 
 Every flag of a run is a :class:`Config` field (``--batch-size`` is ``batch_size``); the errors of
 the configuration name fields, and :func:`flag_message` turns them into flags. Errors in the
-arguments or the data are one line on stderr and exit code 2. ``PURELEARN_DEBUG=1`` shows the
-traceback instead.
+arguments, the data, a checkpoint or a run folder (locked by another process, holding a run that
+only ``--overwrite`` may replace) are one line on stderr and exit code 2; a run that diverged (a
+non-finite loss: the last good checkpoint is kept) is one line and exit code 3; a ``compare`` in
+which some algorithm failed exits 1; an interrupt 130. ``PURELEARN_DEBUG=1`` shows the traceback
+instead.
 """
 
 from __future__ import annotations
@@ -32,17 +35,21 @@ from .. import checkpoint, data, models
 from . import registry, report, task
 from .compare import compare, configs_for
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, DivergedError
 from .loop import fit
 from .sweeps import SWEEPABLE, parse_values, sweep_fit
 
 __all__ = ["main", "build_parser", "flag", "flag_message"]
 
 EXIT_USAGE = 2
-RESUMABLE = {"epochs", "out", "no_plot", "quiet", "resume", "threads"}
+#: A run that stopped at a non-finite loss (:class:`DivergedError`).
+EXIT_DIVERGED = 3
+RESUMABLE = {"epochs", "out", "no_plot", "quiet", "resume", "threads", "overwrite", "allow_changed_data"}
 FIELDS = {f.name for f in dataclasses.fields(Config)}
-#: Fields whose flag is not ``--`` + the field name with dashes.
-_FLAGS = {"out_dir": "--out"}
+#: Names in messages whose flag is not ``--`` + the name with dashes (``out_dir``), or that are
+#: arguments of ``fit`` / ``compare`` rather than config fields.
+_FLAGS = {"out_dir": "--out", "resume": "--resume", "overwrite": "--overwrite",
+          "allow_changed_data": "--allow-changed-data"}
 DEFAULTS = Config()
 
 
@@ -239,7 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run whose checkpoint.pt is in DIR from its last finished epoch (its "
                         "config is reused; only --epochs, --out, --threads, --no-plot and --quiet may be given; "
                         "a larger --epochs stretches the cosine schedule over the new total)")
-    o.add_argument("--overwrite", action="store_true", help="start afresh even if --out already holds a checkpoint")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace the run that --out already holds (its checkpoint.pt and metrics.json are removed "
+                        "first); without it such a folder is refused, with --resume too when --out is another folder")
+    o.add_argument("--allow-changed-data", action="store_true",
+                   help="with --resume: continue even if the data differ from those the run was trained on (their "
+                        "fingerprint, recorded in the checkpoint); without it the resume is refused, since it "
+                        "would no longer continue the run exactly")
     o.add_argument("--no-plot", action="store_true", help="do not write learning_curve.png (no matplotlib needed)")
     o.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -260,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     so = s.add_argument_group("output")
     so.add_argument("--out", default=None, metavar="DIR",
                     help="output folder (default: runs/sweep-ALGO-DATA-TIMESTAMP)")
+    so.add_argument("--overwrite", action="store_true", help="replace the sweep that --out already holds")
     so.add_argument("--no-plot", action="store_true", help="do not write sweep.png")
     so.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -279,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(c, compare=True)
     co = c.add_argument_group("output")
     co.add_argument("--out", default=None, metavar="DIR", help="output folder (default: runs/compare-DATA-TIMESTAMP)")
+    co.add_argument("--overwrite", action="store_true",
+                    help="replace earlier runs in --out DIR/ALGO (without it, a folder DIR/ALGO or DIR that holds "
+                         "results is refused before any training)")
     co.add_argument("--no-plot", action="store_true", help="do not write learning curves")
     co.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -353,16 +370,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not os.path.isdir(args.resume):
             raise UsageError(f"--resume {args.resume}: no such folder")
         result = fit(Config(), args.out, resume=args.resume, stream=_progress(args), plot=not args.no_plot,
-                     epochs=args.epochs)
+                     epochs=args.epochs, overwrite=args.overwrite, allow_changed_data=args.allow_changed_data)
         out = args.out or args.resume
     else:
+        if args.allow_changed_data:
+            raise UsageError("--allow-changed-data only applies with --resume")
         _check_data(args.data)
         config = _config_from(args).validate()
         out = args.out or _default_out(config.algo, config.data)
-        if os.path.exists(os.path.join(out, report.CHECKPOINT)) and not args.overwrite:
-            raise UsageError(f"--out {out} already holds a run; continue it with --resume {out}, "
-                             "or pass --overwrite / another --out")
-        result = fit(config, out, stream=_progress(args), plot=not args.no_plot)
+        result = fit(config, out, stream=_progress(args), plot=not args.no_plot, overwrite=args.overwrite)
     m = result.metrics
     growth = f", +{m['peak_rss_growth_mib']:.1f} MiB over the start" if "peak_rss_growth_mib" in m else ""
     print(f"{m['config']['algo']} on {m['data']['name']} ({m['config']['model']}, {m['epochs_completed']} epochs): "
@@ -382,7 +398,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError("sweep: give at least one of --lr, --alpha, --tau, --seed with a list of values")
     config = _config_from(args, skip=SWEEPABLE).validate()
     out = args.out or _default_out(f"sweep-{config.algo}", config.data)
-    result = sweep_fit(config, axes, out, stream=_progress(args), plot=not args.no_plot)
+    result = sweep_fit(config, axes, out, stream=_progress(args), plot=not args.no_plot, overwrite=args.overwrite)
     rows = sorted(result["rows"], key=lambda r: r["rank"])
     names = result["axes"]
     print(report.table(["rank", *names, "test acc %", "test loss", "train acc %", "train loss"],
@@ -406,7 +422,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             raise UsageError(f"--algos must list algorithms from {', '.join(registry.ALGORITHMS)}, got {args.algos!r}")
     configs = configs_for(base, algos)
     out = args.out or _default_out("compare", base.data)
-    rows = compare(configs, out, stream=_progress(args), plot=not args.no_plot, threads=args.threads or 1)
+    rows = compare(configs, out, stream=_progress(args), plot=not args.no_plot, threads=args.threads or 1,
+                   overwrite=args.overwrite)
     table = []
     for r in rows:
         if "error" in r:
@@ -474,14 +491,14 @@ def main(argv: list[str] | None = None) -> int:
                          "continue with purelearn train --resume DIR\n")
         return 130
     except (UsageError, ValueError, TypeError, FileNotFoundError, PermissionError, ImportError,
-            checkpoint.CheckpointError) as err:
+            checkpoint.CheckpointError, DivergedError) as err:
         if os.environ.get("PURELEARN_DEBUG"):
             raise
         message = " ".join(str(err).split()) or type(err).__name__
-        if isinstance(err, ConfigError):
+        if isinstance(err, (ConfigError, DivergedError)):
             message = flag_message(message)
         sys.stderr.write(f"{prog}: error: {message}\n")
-        return EXIT_USAGE
+        return EXIT_DIVERGED if isinstance(err, DivergedError) else EXIT_USAGE
     except torch.cuda.OutOfMemoryError as err:  # pragma: no cover - needs a GPU
         sys.stderr.write(f"{prog}: error: out of GPU memory ({' '.join(str(err).split())[:200]})\n")
         return EXIT_USAGE

@@ -5,6 +5,8 @@
 
 Each run is spawned (``multiprocessing`` context ``"spawn"``), so the peak memory in its metrics is
 that algorithm's alone; its folder is ``out_dir/ALGO``. A run that fails is a row with its error.
+``out_dir`` is locked while the comparison runs (and each ``out_dir/ALGO`` by its run); earlier
+results in ``out_dir`` or any ``out_dir/ALGO`` are refused before any training unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .. import data
-from . import registry, report
+from . import lock, registry, report
 from .config import Config
+from .errors import ConfigError
 
 __all__ = ["FIELDS", "default_algorithms", "configs_for", "compare"]
 
@@ -52,7 +55,8 @@ def _options_refused_by(algo: str) -> set[str]:
         registry.ALGORITHMS[algo].options)
 
 
-def _fit_in_child(config: dict[str, Any], out_dir: str, progress: bool, plot: bool, threads: int) -> dict[str, Any]:
+def _fit_in_child(config: dict[str, Any], out_dir: str, progress: bool, plot: bool, threads: int,
+                  overwrite: bool = False) -> dict[str, Any]:
     """Run in the spawned process: ``fit`` with ``threads`` torch threads, its metrics (progress on the
     child's stderr)."""
     import torch
@@ -60,7 +64,8 @@ def _fit_in_child(config: dict[str, Any], out_dir: str, progress: bool, plot: bo
     from .loop import fit
 
     torch.set_num_threads(threads)
-    return fit(Config.from_dict(config), out_dir, stream=sys.stderr if progress else None, plot=plot).metrics
+    return fit(Config.from_dict(config), out_dir, stream=sys.stderr if progress else None, plot=plot,
+               overwrite=overwrite).metrics
 
 
 def _row(algo: str, m: dict[str, Any]) -> dict[str, Any]:
@@ -71,18 +76,40 @@ def _row(algo: str, m: dict[str, Any]) -> dict[str, Any]:
             "lr": m["config"]["lr"], "T": m["data"]["T"]}
 
 
+def _refuse_earlier_results(configs: Sequence[Config], out_dir: str) -> None:
+    """``ConfigError`` on ``out_dir`` naming the first folder that holds results: ``out_dir`` itself
+    (``compare.json``) or a run folder ``out_dir/ALGO`` (``checkpoint.pt``, ``metrics.json``)."""
+    folders = [(out_dir, (report.COMPARE,))] + [(os.path.join(out_dir, c.algo), (report.CHECKPOINT, report.METRICS))
+                                                for c in configs]
+    for folder, names in folders:
+        found = report.run_files(folder, names)
+        if found:
+            raise ConfigError("out_dir", f"`out_dir` {out_dir}: {folder} already holds results ({', '.join(found)}); "
+                                         "pass `overwrite` to replace them, or choose another `out_dir`")
+
+
 def compare(configs: Sequence[Config], out_dir: str, *, stream: TextIO | None = None, plot: bool = True,
-            threads: int = 1) -> list[dict[str, Any]]:
+            threads: int = 1, overwrite: bool = False) -> list[dict[str, Any]]:
     """Fit each config in a fresh process into ``out_dir/ALGO`` and tabulate the metrics.
 
     Returns one row per config: accuracy, time, peak memory, ... or ``{"algo", "error"}`` for a run
     that failed. Each process runs ``threads`` torch threads. ``stream`` gets a header line per run,
     and the runs' progress goes to stderr.
-    Writes ``compare.csv`` and ``compare.json`` (with every config) to ``out_dir``.
+    Writes ``compare.csv`` and ``compare.json`` (with every config) to ``out_dir``. Earlier results in
+    ``out_dir`` or an ``out_dir/ALGO`` are refused (``ConfigError`` on ``out_dir``, before any
+    training) unless ``overwrite``; ``out_dir`` is locked while the runs go on.
     """
-    report.check_out_dir(out_dir)
     for config in configs:
         config.validate()
+    report.check_out_dir(out_dir)
+    with lock.hold(out_dir):
+        if not overwrite:
+            _refuse_earlier_results(configs, out_dir)
+        return _compare(configs, out_dir, stream, plot, threads, overwrite)
+
+
+def _compare(configs: Sequence[Config], out_dir: str, stream: TextIO | None, plot: bool, threads: int,
+             overwrite: bool) -> list[dict[str, Any]]:
     context = multiprocessing.get_context("spawn")
     rows = []
     for config in configs:
@@ -91,7 +118,7 @@ def compare(configs: Sequence[Config], out_dir: str, *, stream: TextIO | None = 
             stream.write(f"== {config.algo}: {run_dir}\n")
             stream.flush()
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-            future = pool.submit(_fit_in_child, config.to_dict(), run_dir, stream is not None, plot, threads)
+            future = pool.submit(_fit_in_child, config.to_dict(), run_dir, stream is not None, plot, threads, overwrite)
             try:
                 rows.append(_row(config.algo, future.result()))
             except Exception as err:  # noqa: BLE001 - any failure of one run is that row's error
@@ -100,7 +127,7 @@ def compare(configs: Sequence[Config], out_dir: str, *, stream: TextIO | None = 
                 if stream is not None:
                     stream.write(f"== {config.algo} failed: {message}\n")
     report.write_csv(os.path.join(out_dir, "compare.csv"), FIELDS, rows)
-    report.write_json(os.path.join(out_dir, "compare.json"),
+    report.write_json(os.path.join(out_dir, report.COMPARE),
                       {"date": datetime.datetime.now().isoformat(timespec="seconds"),
                        "configs": {config.algo: config.to_dict() for config in configs}, "rows": rows})
     return rows

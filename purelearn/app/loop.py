@@ -12,7 +12,27 @@ most of the noise such updates leave in the final weights. The count lives in th
 so a checkpoint carries the schedule's position; the config rebuilds the function.
 
 **Checkpoints** (:mod:`purelearn.checkpoint`, ``checkpoint.pt``, replaced atomically after each
-epoch) hold ``{"carry", "epoch", "data_generator", "config", "history", "train_time_s"}``.
+epoch, with a SHA-256 of its contents) hold ``{"carry", "epoch", "data_generator", "config",
+"history", "train_time_s", "data_fingerprint"}``.
+
+**The run folder** is this process's while :func:`fit` runs (:mod:`purelearn.app.lock`: a second
+process is refused with :class:`RunInUseError`; a lock left by a killed process is taken over with
+a warning), and the checkpoint is read only once the lock is held. Temporary files of interrupted
+writes are removed at the start. A folder holding another run (``checkpoint.pt`` or
+``metrics.json``) is refused unless ``overwrite`` (which clears it first); resuming in place is no
+overwrite.
+
+**Divergence.** Training stops at the first non-finite loss (checked one batch behind, so the
+device is never waited on mid-batch) or at an epoch whose final carry is not finite, with a
+:class:`DivergedError` naming the epoch and batch; the checkpoint is written only from a finite
+carry, so the last good one is kept, and ``metrics.json`` (strict JSON) records the stop under
+``"diverged"``.
+
+**Resuming** checks the checkpoint against the run: its keys and types, its carry against the
+learner of its config's algorithm (type, structure, parameter shapes), ``epochs`` not below the
+epochs done, and the data's :func:`purelearn.data.fingerprint` against the one recorded (changed
+data is refused unless ``allow_changed_data``; then a warning). Checkpoints written before
+fingerprints existed resume unchecked.
 
 **Data order.** The training set is shuffled at every epoch and the rate code drawn from one
 ``torch.Generator`` seeded with ``data_seed`` (default: ``seed``; it also seeds SLTT-K's draw of
@@ -29,6 +49,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TextIO
@@ -37,13 +58,14 @@ import torch
 
 from .. import checkpoint, compile, data, models, online, schedules, tree
 from ..nn import Sequential
-from . import registry, report, task
+from . import lock, registry, report, task
 from .config import Config, from_stored
+from .errors import ConfigError, DivergedError
 from .progress import Progress
 
 __all__ = ["EVAL_DENSE_ELEMENTS", "RunResult", "Setup", "setup", "init_params", "example_step", "test_set",
            "build_learner",
-           "updates_per_epoch", "learning_rate", "run_epoch", "evaluate", "load_run", "fit"]
+           "updates_per_epoch", "learning_rate", "run_epoch", "evaluate", "RUN_KEYS", "load_run", "fit"]
 
 #: The largest dense batch (elements of [T, B, ...]) that :func:`evaluate` builds from a compact set
 #: (2**26: 256 MiB of float32; SHD at T=100 is then evaluated in batches of 958).
@@ -128,29 +150,52 @@ def run_epoch(run: Callable[..., Any], carry: Any, batch_iter: Iterable[tuple[to
               weights: torch.Tensor, num_classes: int, *,
               on_batch: Callable[[torch.Tensor, torch.Tensor, int], None] | None = None,
               dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-              predict_weights: torch.Tensor | None = None) -> tuple[Any, torch.Tensor, torch.Tensor]:
+              predict_weights: torch.Tensor | None = None,
+              check_finite: bool = False) -> tuple[Any, torch.Tensor, torch.Tensor]:
     """One pass of ``run(carry, x_seq, y_seq)`` (a learner's ``run``, or ``compile.run(learner)``) over
     ``batch_iter``; returns ``(carry, mean loss, accuracy)`` as 0-d tensors.
 
     ``weights`` [T] weight the loss, ``predict_weights`` [T] the prediction (default: ``weights``).
     Pure in the tensors it returns (works under ``vmap``); ``on_batch(loss_sum, correct, n)`` sees
-    the running sums after each batch (for a progress bar).
+    the running sums after each batch (for a progress bar). With ``check_finite`` (not under
+    ``vmap``), a non-finite loss raises :class:`DivergedError` naming its batch (1-based); each batch's
+    loss is checked after the next batch is launched, so the device is not waited on.
     """
     predict_weights = weights if predict_weights is None else predict_weights
     loss_sum: Any = torch.zeros((), dtype=dtype, device=device)
     correct: Any = torch.zeros((), dtype=torch.int64, device=device)
     n = 0
-    for x_seq, labels in batch_iter:
+    pending: tuple[int, torch.Tensor] | None = None  # (batch, its loss) not yet checked
+    for batch, (x_seq, labels) in enumerate(batch_iter, start=1):
         x_seq = x_seq.to(device=device, dtype=dtype)
         labels = labels.to(device)
         carry, outs = run(carry, x_seq, task.targets(labels, weights, num_classes))
+        if check_finite:
+            if pending is not None:
+                _check_loss(*pending)
+            pending = (batch, outs.loss)
         b = labels.shape[0]
         loss_sum = loss_sum + outs.loss.mean() * b
         correct = correct + (task.predict(outs.y, predict_weights) == labels).sum()
         n += b
         if on_batch is not None:
             on_batch(loss_sum, correct, n)
+    if pending is not None:
+        _check_loss(*pending)
     return carry, loss_sum / n, correct.to(dtype) / n
+
+
+def _check_loss(batch: int, loss: torch.Tensor) -> None:
+    if not bool(torch.isfinite(loss).all()):
+        raise DivergedError(f"non-finite loss ({float(loss.detach().float().mean()):g}) at batch {batch}",
+                            batch=batch)
+
+
+def _finite(carry: Any) -> bool:
+    """Whether every floating-point tensor of ``carry`` is finite (one host sync)."""
+    checks = [torch.isfinite(t).all() for t in tree.leaves(carry)
+              if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())]
+    return bool(torch.stack(checks).all()) if checks else True
 
 
 def evaluate(model: Sequential, params: Any, x_seq: torch.Tensor | data.Compact, labels: torch.Tensor,
@@ -184,49 +229,170 @@ def evaluate(model: Sequential, params: Any, x_seq: torch.Tensor | data.Compact,
     return loss_sum / n, correct.to(weights.dtype) / n
 
 
+#: The keys of a run's checkpoint (``data_fingerprint`` since purelearn recorded it).
+RUN_KEYS = ("carry", "epoch", "data_generator", "config", "history", "train_time_s")
+_HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+def _check_run_state(state: Any, path: str) -> None:
+    """``CheckpointError`` (one line, naming ``path``) unless ``state`` has a run's keys and types."""
+    def bad(message: str) -> checkpoint.CheckpointError:
+        return checkpoint.CheckpointError(f"checkpoint {path} is not a run's checkpoint: {message}")
+
+    if not isinstance(state, dict):
+        raise bad(f"it holds a {type(state).__name__}, not a dict of {', '.join(RUN_KEYS)}")
+    missing = [key for key in RUN_KEYS if key not in state]
+    if missing:
+        raise bad(f"key(s) {missing} missing (a run's checkpoint has {', '.join(RUN_KEYS)})")
+    epoch, history, seconds = state["epoch"], state["history"], state["train_time_s"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise bad(f"'epoch' must be an integer >= 0, got {epoch!r}")
+    if not isinstance(history, list) or len(history) != epoch:
+        raise bad(f"'history' must be a list of one row per epoch done ({epoch}), got "
+                  f"{len(history) if isinstance(history, list) else type(history).__name__}")
+    for row in history:
+        if not isinstance(row, dict) or any(key not in row for key in _HISTORY_KEYS):
+            raise bad(f"every 'history' row must be a dict with {', '.join(_HISTORY_KEYS)}, got {str(row)[:80]!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        raise bad(f"'train_time_s' must be a finite number, got {seconds!r}")
+    generator = state["data_generator"]
+    if not (isinstance(generator, torch.Tensor) and generator.dtype == torch.uint8 and generator.dim() == 1):
+        raise bad("'data_generator' must be a torch.Generator state (a 1-d uint8 tensor)")
+    if not isinstance(state.get("data_fingerprint", ""), str):
+        raise bad(f"'data_fingerprint' must be a string, got {state['data_fingerprint']!r}")
+    if not isinstance(state["config"], str):
+        raise bad(f"'config' must be the run's config as a JSON string, got {type(state['config']).__name__}")
+
+
 def load_run(folder: str) -> tuple[Config, dict[str, Any]]:
-    """The config and checkpoint of the run in ``folder`` (``CheckpointError`` if unreadable)."""
-    state = checkpoint.load(os.path.join(folder, report.CHECKPOINT))
+    """The config and checkpoint of the run in ``folder`` (``CheckpointError`` naming the file if it
+    is unreadable, corrupt, or lacks a run's keys or their types)."""
+    path = os.path.join(folder, report.CHECKPOINT)
+    state = checkpoint.load(path)
+    _check_run_state(state, path)
     try:
-        return from_stored(json.loads(state["config"])), state
+        stored = json.loads(state["config"])
+        if not isinstance(stored, dict):
+            raise TypeError(f"a {type(stored).__name__}, not a dict")
+        return from_stored(stored), state
     except (KeyError, TypeError, ValueError) as err:
-        raise checkpoint.CheckpointError(f"checkpoint in {folder} has no valid run config ({err})") from None
+        raise checkpoint.CheckpointError(f"checkpoint {path} has no valid run config ({err})") from None
 
 
-def _check_resumed_params(params: Any, model: Sequential, example: torch.Tensor, config: Config,
-                          resume: str | None) -> None:
-    """A checkpoint's params must fit the model its config builds now (a model that changed since,
-    e.g. gained trained time constants, cannot continue the run)."""
-    fresh, _ = init_params(model, config.seed, example, config.model)
+def _check_resumed_carry(carry: Any, learner: Any, model: Sequential, example: torch.Tensor, config: Config,
+                         resume: str) -> None:
+    """A checkpoint's carry must be what the learner of its config's algorithm carries, and its params
+    must fit the model its config builds now (a model that changed since, e.g. gained trained time
+    constants, cannot continue the run)."""
+    path = os.path.join(resume, report.CHECKPOINT)
+    params, states = init_params(model, config.seed, example, config.model)
+    fresh = learner.init(params, states)
+    if type(carry) is not type(fresh):
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path} holds a {type(carry).__name__}, but its config's algorithm {config.algo} carries a "
+            f"{type(fresh).__name__}: the carry is not of this run")
     try:
-        tree.assert_same_structure(fresh, params, f"model {config.model!r}", "the checkpoint's params")
+        tree.assert_same_structure(fresh.params, carry.params, f"model {config.model!r}", "the checkpoint's params")
     except ValueError as err:
         raise checkpoint.CheckpointError(
             f"checkpoint in {resume} does not fit model {config.model!r} as purelearn {report.version()} builds it "
             f"({err}); it was written by another version: start a new run") from None
+    try:
+        tree.assert_same_structure(fresh, carry, f"{config.algo}'s carry", "the checkpoint's carry", shapes=False)
+    except ValueError as err:
+        raise checkpoint.CheckpointError(f"checkpoint {path} does not fit {config.algo}'s carry ({err})") from None
+    for leaf in tree.leaves(carry):
+        if not isinstance(leaf, torch.Tensor):
+            raise checkpoint.CheckpointError(f"checkpoint {path}: the carry holds a {type(leaf).__name__} leaf, "
+                                             "not a tensor")
+
+
+def _check_data(state: dict[str, Any], fingerprint: str, resume: str, allow_changed_data: bool) -> None:
+    """Refuse (or, with ``allow_changed_data``, warn about) data that differ from the run's."""
+    recorded = state.get("data_fingerprint")
+    if recorded is None or recorded == fingerprint:
+        return
+    what = (f"the data of the run in {resume} changed since its checkpoint (fingerprint {recorded[:19]}… then, "
+            f"{fingerprint[:19]}… now)")
+    if not allow_changed_data:
+        raise ConfigError("data", f"{what}: resuming would not continue the run exactly; restore the data, or pass "
+                                  "`allow_changed_data` to continue on the new data")
+    warnings.warn(f"{what}; continuing on the new data (`allow_changed_data`)", stacklevel=3)
+
+
+def _open_run_folder(out_dir: str, resume: str | None, overwrite: bool) -> lock.Lock:
+    """Create and lock ``out_dir``, remove what interrupted writers left there, and refuse to replace a
+    run in it unless ``overwrite`` (then clear it) or it is the run being resumed."""
+    report.check_out_dir(out_dir)
+    held = lock.acquire(out_dir)
+    try:
+        removed = report.remove_stale_temporaries(out_dir)
+        if removed:
+            warnings.warn(f"removed {len(removed)} temporary file(s) that an interrupted run left in {out_dir}",
+                          stacklevel=3)
+        in_place = resume is not None and os.path.realpath(resume) == os.path.realpath(out_dir)
+        existing = report.run_files(out_dir)
+        if existing and not in_place:
+            if not overwrite:
+                hint = f"continue it with `resume` {out_dir}, " if report.CHECKPOINT in existing else ""
+                raise ConfigError("out_dir", f"`out_dir` {out_dir} already holds a run ({', '.join(existing)}); "
+                                             f"{hint}pass `overwrite` to replace it, or choose another `out_dir`")
+            report.clear_run(out_dir)
+    except BaseException:
+        held.release()
+        raise
+    return held
 
 
 def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None, stream: TextIO | None = None,
-        plot: bool = True, epochs: int | None = None) -> RunResult:
+        plot: bool = True, epochs: int | None = None, overwrite: bool = False,
+        allow_changed_data: bool = False) -> RunResult:
     """Train ``config`` (or continue the run in ``resume``); write outputs to ``out_dir`` if given.
 
     With ``resume``, the run's config comes from its checkpoint (``epochs`` may raise the total
-    number of epochs; the schedule then stretches over the new total). After every epoch the
-    checkpoint ``out_dir/checkpoint.pt`` is replaced atomically; at the end ``metrics.json`` and
-    ``learning_curve.png`` are written. Progress goes to ``stream`` (e.g. ``sys.stderr``; None: silent).
+    number of epochs, never below those done; the schedule then stretches over the new total), and
+    ``out_dir`` defaults to ``resume``. After every epoch the checkpoint ``out_dir/checkpoint.pt`` is
+    replaced atomically; at the end ``metrics.json`` and ``learning_curve.png`` are written. Progress
+    goes to ``stream`` (e.g. ``sys.stderr``; None: silent).
+
+    ``out_dir`` is locked for the call; one that holds another run is refused (``ConfigError`` on
+    ``out_dir``) unless ``overwrite``. A non-finite loss stops the run with :class:`DivergedError`
+    (the last good checkpoint kept). Resumed data that changed since the checkpoint are refused
+    unless ``allow_changed_data``. See the module docstring.
     """
     wall_start = time.perf_counter()
+    if resume is None:
+        config.validate()  # before any folder is created or locked
+    else:
+        out_dir = resume if out_dir is None else out_dir
+    held = None if out_dir is None else _open_run_folder(out_dir, resume, overwrite)
+    try:
+        return _fit(config, out_dir, resume, stream, plot, epochs, allow_changed_data, wall_start)
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _fit(config: Config, out_dir: str | None, resume: str | None, stream: TextIO | None, plot: bool,
+         epochs: int | None, allow_changed_data: bool, wall_start: float) -> RunResult:
+    """:func:`fit` once its folder is held."""
     state = None
     if resume is not None:
         config, state = load_run(resume)
-        out_dir = resume if out_dir is None else out_dir
+        if epochs is not None and epochs < state["epoch"]:
+            raise ConfigError("epochs", f"`epochs` {epochs} is below the {state['epoch']} epochs the run in {resume} "
+                                        f"has done; give `epochs` >= {state['epoch']}, or leave it out")
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
+    if state is not None and state["epoch"] > config.epochs:
+        raise checkpoint.CheckpointError(f"checkpoint in {resume} has done {state['epoch']} epochs but its config "
+                                         f"says epochs={config.epochs}: it does not describe one run")
     config, split, model, weights, predict_weights, device = setup(config)
-    if out_dir is not None:
-        report.check_out_dir(out_dir)
-        if plot:
-            report.pyplot()  # fail now, not after training, if matplotlib is missing
+    fingerprint = data.fingerprint(split)
+    if state is not None:
+        _check_data(state, fingerprint, resume, allow_changed_data)
+    if out_dir is not None and plot:
+        report.pyplot()  # fail now, not after training, if matplotlib is missing
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     num_classes, T = split.num_classes, split.train.T
@@ -239,16 +405,47 @@ def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None
     generator = torch.Generator().manual_seed(config.data_seed)
     x_test, y_test = test_set(split, device)
     example = example_step(split, device)
+    saved_epoch = None  # the epoch of the checkpoint in out_dir
     if state is None:
         carry = learner.init(*init_params(model, config.seed, example, config.model))
         start_epoch, history, train_time = 0, [], 0.0
     else:
+        _check_resumed_carry(state["carry"], learner, model, example, config, resume)
         carry = tree.map(lambda t: t.to(device), state["carry"])
-        _check_resumed_params(carry.params, model, example, config, resume)
-        generator.set_state(state["data_generator"])
+        try:
+            generator.set_state(state["data_generator"])
+        except (RuntimeError, TypeError, ValueError) as err:
+            raise checkpoint.CheckpointError(f"checkpoint in {resume}: 'data_generator' is not a generator state "
+                                             f"({' '.join(str(err).split())[:120]})") from None
         start_epoch, history, train_time = int(state["epoch"]), list(state["history"]), float(state["train_time_s"])
+        if out_dir is not None and os.path.realpath(out_dir) == os.path.realpath(resume):
+            saved_epoch = start_epoch
     num_params = sum(p.numel() for p in tree.leaves(carry.params))
     rss_start = report.current_rss()  # after data, model and plotting are loaded: the growth is training's
+
+    def finish(diverged: dict[str, Any] | None = None) -> dict[str, Any]:
+        metrics = report.metrics(config, split, history, train_time, device, num_params, rss_start, fingerprint)
+        if diverged is not None:
+            metrics["diverged"] = diverged
+        metrics["wall_time_s"] = time.perf_counter() - wall_start  # this call: data, training, evaluation, files
+        if out_dir is not None:
+            report.write_json(os.path.join(out_dir, report.METRICS), metrics)
+            if plot and history:
+                report.plot_learning_curve(history, os.path.join(out_dir, report.CURVE),
+                                           f"{config.algo} on {split.name} ({config.model})")
+        return metrics
+
+    def diverge(epoch: int, batch: int | None, what: str) -> DivergedError:
+        if out_dir is None:
+            kept = ""
+        elif saved_epoch is None:
+            kept = "; no checkpoint was written"
+        else:
+            kept = f"; the last good checkpoint (epoch {saved_epoch}) is kept in {out_dir}"
+        message = f"training diverged: {what}{kept}; try a lower `lr` or gradient clipping (`clip`)"
+        finish({"epoch": epoch, "batch": batch, "message": message})
+        return DivergedError(message, epoch, batch)
+
     for epoch in range(start_epoch, config.epochs):
         bar = Progress(stream, n_batches, f"epoch {epoch + 1:>{len(str(config.epochs))}}/{config.epochs}")
 
@@ -256,9 +453,17 @@ def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None
             bar.update(f"loss {loss_sum.item() / n:.4f} acc {100 * correct.item() / n:.1f}%" if bar.live else "")
 
         t0 = time.perf_counter()
-        carry, train_loss, train_acc = run_epoch(
-            run, carry, data.batches(split.train, config.batch_size, generator), weights, num_classes,
-            on_batch=on_batch, device=device, predict_weights=predict_weights)
+        try:
+            carry, train_loss, train_acc = run_epoch(
+                run, carry, data.batches(split.train, config.batch_size, generator), weights, num_classes,
+                on_batch=on_batch, device=device, predict_weights=predict_weights, check_finite=True)
+        except DivergedError as err:
+            bar.close("diverged")
+            raise diverge(epoch + 1, err.batch, f"{err} of {n_batches} in epoch {epoch + 1}") from None
+        if not _finite(carry):
+            bar.close("diverged")
+            raise diverge(epoch + 1, None, "the parameters or optimizer state became non-finite in the last update "
+                                           f"(batch {n_batches} of {n_batches}) of epoch {epoch + 1}")
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         elapsed = time.perf_counter() - t0
@@ -274,12 +479,8 @@ def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None
         if out_dir is not None:
             checkpoint.save(os.path.join(out_dir, report.CHECKPOINT), {
                 "carry": carry, "epoch": epoch + 1, "data_generator": generator.get_state(),
-                "config": json.dumps(config.to_dict()), "history": history, "train_time_s": train_time})
-    metrics = report.metrics(config, split, history, train_time, device, num_params, rss_start)
-    metrics["wall_time_s"] = time.perf_counter() - wall_start  # this call: data, training, evaluation, files
-    if out_dir is not None:
-        report.write_json(os.path.join(out_dir, report.METRICS), metrics)
-        if plot and history:
-            report.plot_learning_curve(history, os.path.join(out_dir, report.CURVE),
-                                       f"{config.algo} on {split.name} ({config.model})")
+                "config": json.dumps(config.to_dict()), "history": history, "train_time_s": train_time,
+                "data_fingerprint": fingerprint})
+            saved_epoch = epoch + 1
+    metrics = finish()
     return RunResult(config, carry, metrics, model, history)

@@ -1,11 +1,17 @@
-"""What a run leaves behind: the metrics dict, JSON and CSV files, tables, plots and memory figures."""
+"""What a run leaves behind: the metrics dict, JSON and CSV files, tables, plots and memory figures.
+
+JSON files are strict JSON (``allow_nan=False``): a non-finite number (a NaN or infinite loss) is
+written as ``null``.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import platform
+import re
 import resource
 import sys
 from collections.abc import Sequence
@@ -17,12 +23,19 @@ from .. import data
 from .config import Config
 from .errors import ConfigError
 
-__all__ = ["METRICS", "CHECKPOINT", "CURVE", "version", "check_out_dir", "write_json", "write_csv", "table",
-           "peak_memory", "current_rss", "metrics", "pyplot", "plot_learning_curve", "plot_sweep"]
+__all__ = ["METRICS", "CHECKPOINT", "CURVE", "COMPARE", "SWEEP", "RUN_FILES", "JSON_FILES", "version",
+           "check_out_dir", "run_files", "clear_run", "remove_stale_temporaries", "strict_json", "write_json",
+           "write_csv", "table", "peak_memory", "current_rss", "metrics", "pyplot", "plot_learning_curve", "plot_sweep"]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 CURVE = "learning_curve.png"
+COMPARE, SWEEP = "compare.json", "sweep.json"
+#: The files of a run in its folder: one of the first two there means the folder holds a run.
+RUN_FILES = (CHECKPOINT, METRICS, CURVE)
+#: What :func:`write_json` writes (each through ``NAME.tmp``).
+JSON_FILES = (METRICS, COMPARE, SWEEP)
+_PROBE = re.compile(r"\.write-test-\d+")
 
 
 def version() -> str:
@@ -45,11 +58,57 @@ def check_out_dir(out_dir: str) -> None:
         raise ConfigError("out_dir", f"`out_dir` {out_dir}: cannot write there ({err.strerror or err})") from None
 
 
+def run_files(folder: str, names: tuple[str, ...] = (CHECKPOINT, METRICS)) -> list[str]:
+    """Which of ``names`` (default: a run's checkpoint and metrics) exist in ``folder``: a folder where
+    any does holds results that only an explicit overwrite may replace."""
+    return [name for name in names if os.path.exists(os.path.join(folder, name))]
+
+
+def clear_run(folder: str, names: tuple[str, ...] = RUN_FILES) -> None:
+    """Remove the run files ``names`` from ``folder`` (an overwrite starts afresh: nothing of the old
+    run is left to resume by mistake)."""
+    for name in names:
+        try:
+            os.unlink(os.path.join(folder, name))
+        except FileNotFoundError:
+            pass
+
+
+def remove_stale_temporaries(folder: str) -> list[str]:
+    """Delete what interrupted writers left in ``folder``, and only that: checkpoint temporaries
+    (``.tmp-checkpoint.pt-XXXXXXXX``), ``metrics.json.tmp`` (and ``compare.json.tmp``, ``sweep.json.tmp``)
+    of :func:`write_json` and the write probes ``.write-test-PID`` of :func:`check_out_dir`. Call it with
+    the folder's lock held. Returns the removed paths."""
+    from .. import checkpoint
+
+    removed = checkpoint.remove_stale_temporaries(folder, CHECKPOINT)
+    for entry in sorted(os.listdir(folder)):
+        path = os.path.join(folder, entry)
+        if (entry in {name + ".tmp" for name in JSON_FILES} or _PROBE.fullmatch(entry)) and os.path.isfile(path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+    return removed
+
+
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by None, for strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
 def write_json(path: str, obj: Any) -> None:
-    """``obj`` as indented JSON at ``path``, replaced atomically."""
+    """``obj`` as indented strict JSON at ``path`` (non-finite numbers as ``null``), replaced atomically."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
+        json.dump(strict_json(obj), f, indent=2, allow_nan=False)
         f.write("\n")
     os.replace(tmp, path)
 
@@ -90,8 +149,10 @@ def current_rss() -> int | None:
 
 
 def metrics(config: Config, split: data.Split, history: list[dict[str, Any]], train_time: float,
-            device: torch.device, num_params: int, rss_start: int | None) -> dict[str, Any]:
-    """The ``metrics.json`` of a run: versions, config, data, final and per-epoch numbers, time, memory."""
+            device: torch.device, num_params: int, rss_start: int | None,
+            fingerprint: str | None = None) -> dict[str, Any]:
+    """The ``metrics.json`` of a run: versions, config, data (with its ``fingerprint``,
+    :func:`purelearn.data.fingerprint`), final and per-epoch numbers, time, memory."""
     peak, kind = peak_memory(device)
     last = history[-1] if history else {}
     m = {
@@ -103,7 +164,8 @@ def metrics(config: Config, split: data.Split, history: list[dict[str, Any]], tr
         "config": config.to_dict(),
         "data": {"name": split.name, "encoding": split.train.encoding, "T": split.train.T,
                  "train_size": len(split.train), "test_size": len(split.test),
-                 "num_classes": split.num_classes, "step_shape": list(split.train.step_shape)},
+                 "num_classes": split.num_classes, "step_shape": list(split.train.step_shape),
+                 **({} if fingerprint is None else {"fingerprint": fingerprint})},
         "num_params": num_params,
         "epochs_completed": len(history),
         **{key: last.get(key) for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss")},

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import torch
 
 from .. import data, models, sweep, tree
-from . import registry, report
+from . import lock, registry, report
 from .config import Config, check_tau
 from .errors import ConfigError
 from .loop import (
@@ -117,13 +117,30 @@ def _rank(rows: list[dict[str, Any]]) -> list[int]:
 
 
 def sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None = None, *,
-              stream: TextIO | None = None, plot: bool = True) -> dict[str, Any]:
+              stream: TextIO | None = None, plot: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Train the grid ``axes`` (names from :data:`SWEEPABLE`) over ``config`` as one vmapped program.
 
     Returns ``{"rows": [...], "axes": [...], "config": ..., "time_s": ..., "params": stacked}``;
     rows carry the axis values, final test/train accuracy and loss, and the per-epoch test accuracy.
-    With ``out_dir``: ``sweep.csv``, ``sweep.json`` and ``sweep.png``.
+    With ``out_dir``: ``sweep.csv``, ``sweep.json`` and ``sweep.png``; the folder is locked while the
+    sweep runs, and one that already holds a sweep (``sweep.json``) is refused (``ConfigError`` on
+    ``out_dir``, before any training) unless ``overwrite``. Rows whose losses became non-finite are
+    kept, their non-finite numbers written as ``null`` in ``sweep.json``.
     """
+    if out_dir is None:
+        return _sweep_fit(config, axes, None, stream, plot)
+    _check_axes(config, axes)
+    config.validate()  # before the folder is created
+    report.check_out_dir(out_dir)
+    with lock.hold(out_dir):
+        if report.run_files(out_dir, (report.SWEEP,)) and not overwrite:
+            raise ConfigError("out_dir", f"`out_dir` {out_dir} already holds a sweep ({report.SWEEP}); pass "
+                                         "`overwrite` to replace it, or choose another `out_dir`")
+        return _sweep_fit(config, axes, out_dir, stream, plot)
+
+
+def _sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None, stream: TextIO | None,
+               plot: bool) -> dict[str, Any]:
     _check_axes(config, axes)
     base = dataclasses.replace(config, **{n: (int(v[0]) if n == "seed" else v[0]) for n, v in axes.items()})
     if "seed" in axes and config.data_seed is None:
@@ -198,7 +215,7 @@ def sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None 
         report.write_csv(os.path.join(out_dir, "sweep.csv"),
                          ["rank", *names, "test_accuracy", "test_loss", "train_accuracy", "train_loss"],
                          [rows[i] for i in ranked])
-        report.write_json(os.path.join(out_dir, "sweep.json"),
+        report.write_json(os.path.join(out_dir, report.SWEEP),
                           {k: v for k, v in result.items() if k != "params"} | {"ranked": ranked})
         if plot:
             report.plot_sweep(rows, [n for n in names if len(axes[n]) > 1] or names,

@@ -24,7 +24,18 @@ One module per concept:
 ``load("ssc:DIR")``, ``load("randman:classes=10")`` (:mod:`purelearn.data.spec`).
 """
 
-from .dataset import SPLIT_SEED, Compact, Dataset, Split, batch_indices, batches, generator_state, seeded_split, take
+from .dataset import (
+    SPLIT_SEED,
+    Compact,
+    Dataset,
+    Split,
+    batch_indices,
+    batches,
+    fingerprint,
+    generator_state,
+    seeded_split,
+    take,
+)
 from .digits import DIGITS_SIZE, DIGITS_TEST, DIGITS_TRAIN, digits_split, load_digits, load_digits_images
 from .encodings import ENCODINGS, EVENTS, encode, rate_encode, sequential_encode
 from .heidelberg import UNITS, load_heidelberg, read_spikes, write_shd
@@ -74,4 +85,5 @@ __all__ = [
     "take",
     "seeded_split",
     "generator_state",
+    "fingerprint",
 ]

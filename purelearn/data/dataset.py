@@ -8,6 +8,9 @@ float copy of the whole set is never made.
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
+import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,7 +20,7 @@ import torch
 from .encodings import encode
 
 __all__ = ["SPLIT_SEED", "Compact", "Dataset", "Split", "seeded_split", "batches", "batch_indices", "take",
-           "generator_state"]
+           "generator_state", "fingerprint"]
 
 SPLIT_SEED = 0
 
@@ -149,3 +152,39 @@ def take(x: torch.Tensor | Compact, start: int, stop: int) -> torch.Tensor:
 def generator_state(generator: torch.Generator) -> torch.Tensor:
     """A copy of the generator's state (a uint8 tensor), for checkpoints."""
     return generator.get_state().clone()
+
+
+def _feed(h: Any, obj: Any) -> None:
+    """Feed ``obj`` to hash ``h``: tensors by dtype, shape and bytes; dataclasses (compact sets) and
+    sequences by their items; anything else by its ``repr``."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()  # alive in this frame while its bytes are read in place
+        h.update(f"tensor|{t.dtype}|{tuple(t.shape)}\0".encode())
+        n = t.element_size() * t.numel()
+        if n:
+            h.update((ctypes.c_ubyte * n).from_address(t.data_ptr()))
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        h.update(f"{type(obj).__name__}(".encode())
+        for f in dataclasses.fields(obj):
+            h.update(f"{f.name}=".encode())
+            _feed(h, getattr(obj, f.name))
+        h.update(b")")
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__}[{len(obj)}]".encode())
+        for item in obj:
+            _feed(h, item)
+    else:
+        h.update(f"{obj!r}\0".encode())
+
+
+def fingerprint(split: Split) -> str:
+    """``"sha256:..."`` of what a run trains and tests on: the samples, labels, encoding and T of every
+    set (compact sets by their tensors), the number of classes and their names; not ``info`` (file
+    paths, cache hits), so a copy of the same data in another folder has the same fingerprint.
+
+    One pass over the bytes held (hashlib's SHA-256: well under a second for SHD's binned sets)."""
+    h = hashlib.sha256()
+    for ds in (split.train, split.test, split.valid):
+        _feed(h, None if ds is None else (ds.x, ds.y, ds.encoding, ds.T))
+    _feed(h, (split.num_classes, split.classes))
+    return "sha256:" + h.hexdigest()
