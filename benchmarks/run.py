@@ -240,11 +240,22 @@ def bench_sweep(net: str, K: int, repeats: int, compiled: bool, T: int | None = 
             for t in range(T):
                 c, _ = many(c, configs["lr"], configs["alpha"], x[t], y[t], last=t == T - 1)
 
+        # the sweep as one learner, one compiled program per sequence (its vmapped step inside the scan)
+        swept = sweep.learners(lambda lr, alpha: nets.pl_learner("fptt", model, lr=lr, alpha=alpha), configs)
+        program = compile.run(swept)
+        swept0 = swept.init(params, states)
+
+        def vmap_program() -> None:
+            program(swept0, x, y)
+
         t0 = time.perf_counter()
         loop_compiled()
         vmap_compiled()
         out["compile_and_first_s"] = time.perf_counter() - t0
-        contenders.update(loop_compiled=loop_compiled, vmap_compiled=vmap_compiled)
+        t0 = time.perf_counter()
+        vmap_program()
+        out["program_compile_and_first_s"] = time.perf_counter() - t0
+        contenders.update(loop_compiled=loop_compiled, vmap_compiled=vmap_compiled, vmap_program=vmap_program)
     loop_eager()
     vmap_eager()
     times = interleaved(contenders, repeats)

@@ -117,15 +117,16 @@ def _eval_shape(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*fake_args, **kwargs)
 
 
-def _grown_view(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+def _grown_view(a: tuple[int, ...], b: tuple[int, ...], stacked: bool = False) -> tuple[int, ...] | None:
     """How a leaf of shape ``a`` that a step turns into shape ``b`` broadcasts to ``b``, or None.
 
     A fresh state is 0-d (broadcast from the right) or, stacked by a sweep, ``[K]`` (one value per
-    config: broadcast from the left). Where both readings fit and differ the leaf is left alone.
+    config: broadcast from the left). Where both readings fit and differ the leaf is left alone,
+    unless ``stacked`` says the carry's leading axis is the sweep's (then the left reading).
     """
     right = a if all(x in (1, y) for x, y in zip(a[::-1], b[::-1], strict=False)) else None
     left = a + (1,) * (len(b) - len(a)) if b[:len(a)] == a else None
-    if right is not None and left is not None and a and right != left:
+    if right is not None and left is not None and a and right != left and not stacked:
         return None
     if left is not None and a:
         return left
@@ -142,8 +143,8 @@ def _growth_plan(fn: Callable[..., Any], carry: Any, args: tuple[Any, ...], kwar
     return _growth(carry, new_carry)
 
 
-def _growth(carry: Any, new_carry: Any) -> tuple[tuple[int, tuple[int, ...], torch.Size], ...]:
-    """:func:`_growth_plan` from the carry before and after a step."""
+def _growth(carry: Any, new_carry: Any, stacked: bool = False) -> tuple[tuple[int, tuple[int, ...], torch.Size], ...]:
+    """:func:`_growth_plan` from the carry before and after a step (``stacked``: see :func:`_grown_view`)."""
     old, old_spec = optree.tree_flatten(carry)
     new, new_spec = optree.tree_flatten(new_carry)
     if old_spec != new_spec:
@@ -151,7 +152,7 @@ def _growth(carry: Any, new_carry: Any) -> tuple[tuple[int, tuple[int, ...], tor
     plan = []
     for i, (a, b) in enumerate(zip(old, new, strict=True)):
         if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() < b.dim():
-            view = _grown_view(tuple(a.shape), tuple(b.shape))
+            view = _grown_view(tuple(a.shape), tuple(b.shape), stacked)
             if view is not None:
                 plan.append((i, view, b.shape))
     return tuple(plan)
@@ -417,8 +418,13 @@ class CompiledRun:
         if prepared is None:
             args, options = (x_seq[first.t], y_seq[first.t]), dict(first.options)
             new_carry, out = _eval_shape(self.learner.step, carry, *args, **options)
-            prepared = self._prepared[sig] = (_growth(carry, new_carry), torch.utils._pytree.tree_structure(out))
+            stacked = bool(getattr(self.learner, "stacked_carry", False))
+            out_spec = torch.utils._pytree.tree_structure(out)
+            prepared = self._prepared[sig] = (_growth(carry, new_carry, stacked), out_spec)
         growth, y_spec = prepared
+        # torch's scan wants its initial carry laid out as the step returns it: dense, row-major
+        # (a vmapped init returns stride-0 expansions of shared values)
+        carry = optree.tree_map(lambda a: a.contiguous() if isinstance(a, torch.Tensor) else a, carry)
         return _apply_plan(carry, growth), y_spec
 
 

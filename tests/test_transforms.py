@@ -326,6 +326,44 @@ def test_compiled_run_per_step_builds_two_graphs_and_never_recompiles(name, fres
     assert counters["graph_break"] == {}
 
 
+@pytest.mark.parametrize("name", ["fptt", "ottt", "fptt_window", "bptt"])
+def test_a_swept_learner_equals_a_loop_of_runs_and_compiles_as_one_program(name, fresh_dynamo):
+    model = build_model(name)
+    configs = sweep.grid(lr=[0.2, 0.5], momentum=[0.0, 0.9])
+
+    def make(lr, momentum):
+        return build_learner(name, model, optim.sgd(lr=lr, momentum=momentum))
+
+    swept = sweep.learners(make, configs)
+    states = model.init_states(SEQS[0][0][0])
+    start = swept.init(PARAMS[name], states)
+    eager, got = start, start
+    run = compile.run(swept, backend="aot_eager")
+    singles = [(make(**r), None) for r in sweep.rows(configs)]
+    singles = [(learner, learner.init(PARAMS[name], states)) for learner, _ in singles]
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for x, y in SEQS + SEQS:
+            eager, eager_outs = swept.run(eager, x, y)
+            got, got_outs = run(got, x, y)
+            assert tree.max_abs_diff(tree.leaves((got, got_outs)), tree.leaves((eager, eager_outs))) <= 1e-5
+            assert eager_outs.loss.shape == (T, 4)
+            for k, (learner, carry) in enumerate(singles):  # config k of the sweep is run k on its own
+                carry, outs = learner.run(carry, x, y)
+                singles[k] = (learner, carry)
+                theirs = tree.map(lambda a, k=k: a[k], eager.params)
+                assert tree.max_abs_diff(tree.leaves(carry.params), tree.leaves(theirs)) <= 1e-6
+                assert torch.allclose(outs.loss, eager_outs.loss[:, k], rtol=0, atol=1e-6)
+    assert run.whole_sequence and len(run.programs) == 1 and counters["stats"]["unique_graphs"] == 1
+
+
+def test_a_sweep_of_learners_whose_plan_changes_per_sequence_is_refused():
+    model = build_model("sltt_k")
+    with pytest.raises(ValueError, match=r"sweep.learners: SLTT's plan changes from one sequence to the next"):
+        sweep.learners(lambda lr: build_learner("sltt_k", model, optim.sgd(lr=lr)), sweep.grid(lr=[0.1, 0.2]))
+    with pytest.raises(TypeError, match=r"`make` must return a learner \(with init\), got float"):
+        sweep.learners(lambda lr: 1.0, sweep.grid(lr=[0.1, 0.2]))
+
+
 def test_vmapped_step_compiles_and_equals_eager_vmap(fresh_dynamo):
     model = build_model("fptt")
     lrs = torch.tensor([0.2, 0.4, 0.6])
