@@ -109,8 +109,7 @@ def _learner_and_carry(config: Config, split: data.Split, model: Any, device: to
     """The learner (learning-rate schedule, alpha and beta as tensors) and its initial carry, as ``fit`` builds them."""
     every = loop.updates_per_epoch(config, model, config.T, n_batches)
     lr = loop.learning_rate(config, config.lr, every)
-    learner = loop.build_learner(config, model, lr, alpha=torch.tensor(config.alpha, device=device),
-                                 beta=torch.tensor(config.beta, device=device))
+    learner = loop.build_learner(config, model, lr, **loop.hyperparameter_tensors(config, device))
     example = loop.example_step(split, device)
     carry = learner.init(*loop.init_params(model, config.seed, example, config.model))
     return learner, carry

@@ -51,7 +51,7 @@ from typing import Any
 import torch
 
 __all__ = ["FORMAT", "VERSION", "READABLE", "MAX_DEPTH", "CheckpointError", "encode_tree", "decode_tree", "digest",
-           "save", "load", "temporaries", "remove_stale_temporaries"]
+           "save", "load", "load_error_reason", "temporaries", "remove_stale_temporaries"]
 
 FORMAT = "purelearn-checkpoint"
 VERSION = 2
@@ -223,6 +223,30 @@ def save(path: str | os.PathLike, payload: Any) -> None:
     _fsync_dir(folder)
 
 
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:(.*?)(?:Check the documentation|Please use|$)")
+
+
+def load_error_reason(err: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, in one line: ``ExcType: reason``.
+
+    torch's own message for a file holding other objects than tensors tells the reader to retry with
+    ``weights_only=False``, which would run whatever code the file holds: that advice is dropped, and
+    the object that was refused is named instead."""
+    text = " ".join(str(err).split())
+    if "Weights only load failed" in text or "WeightsUnpickler" in text:
+        found = _UNSUPPORTED_GLOBAL.search(text)
+        if found:
+            return (f"{type(err).__name__}: it holds objects that need {found[1]}, but only tensors, dicts, lists, "
+                    "tuples, numbers and strings are read from files, since other objects can run code when loaded; "
+                    "convert them (a numpy array with torch.from_numpy)")
+        detail = _UNPICKLER_DETAIL.search(text)
+        return (f"{type(err).__name__}: torch's safe reader, which reads only tensors, dicts, lists, tuples, numbers "
+                f"and strings, refused it ({detail[1].strip()[:100] if detail else 'not a torch.save file'})")
+    reason = text[:160] if text else type(err).__name__
+    return f"{type(err).__name__}: {reason}"
+
+
 def load(path: str | os.PathLike, allowed_modules: tuple[str, ...] = ("purelearn",)) -> Any:
     """Read a checkpoint written by :func:`save`, verifying its SHA-256; any problem is a one-line
     :class:`CheckpointError` naming the file.
@@ -238,8 +262,7 @@ def load(path: str | os.PathLike, allowed_modules: tuple[str, ...] = ("purelearn
             warnings.simplefilter("ignore")
             blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - whatever torch raises, the file is unreadable
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {reason})") from None
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({load_error_reason(err)})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a purelearn checkpoint")
     version = blob.get("version")

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Layer", "Params"]
+__all__ = ["Layer", "Params", "param_mismatch"]
 
 Params = dict[str, Any]
 
@@ -52,6 +52,12 @@ class Layer:
     def apply(self, params: Any, state: Any, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """One time step: ``(y, new_state)``."""
         raise NotImplementedError
+
+    def param_shapes(self) -> Any:
+        """The shapes of ``params`` known without an input, nested like ``params`` (a dict of shape
+        tuples; a ``None`` size is fixed only by the input), or ``None`` where the layer declares none
+        (its ``apply`` still checks them). ``learner.init`` compares params with these."""
+        return None
 
     def restore_state(self, saved: Any, state: Any) -> Any:
         """The state after a step that is replayed and then undone (FPTT's second forward), given the
@@ -100,6 +106,32 @@ def features_input(x: Any, layer: Any) -> torch.Tensor:
         raise ValueError(f"{type(layer).__name__}({layer.in_features}, {layer.out_features}): input `x` must have "
                          f"last dimension {layer.in_features}, got shape {tuple(x.shape)}")
     return x
+
+
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("*" if n is None else str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def param_mismatch(expected: Any, params: Any, path: str) -> str | None:
+    """Where ``params`` (at ``path``) differ from ``expected`` (:meth:`Layer.param_shapes`: nested dicts of
+    shapes, ``None`` sizes and ``None`` subtrees match anything), as a message; ``None`` when they fit."""
+    if expected is None:
+        return None
+    if isinstance(expected, dict):
+        if not isinstance(params, dict) or set(params) != set(expected):
+            got = sorted(params) if isinstance(params, dict) else type(params).__name__
+            return f"`{path}` must be a dict with keys {sorted(expected)}, got {got}"
+        for key in sorted(expected):
+            found = param_mismatch(expected[key], params[key], f"{path}[{key!r}]")
+            if found:
+                return found
+        return None
+    if not isinstance(params, torch.Tensor):
+        return f"`{path}` must be a tensor of shape {_shape_text(expected)}, got {type(params).__name__}"
+    if len(params.shape) != len(expected) or any(
+            n is not None and n != m for n, m in zip(expected, params.shape, strict=True)):
+        return f"`{path}` must have shape {_shape_text(expected)}, got {tuple(params.shape)}"
+    return None
 
 
 def uniform(generator: torch.Generator | None, shape: tuple[int, ...], bound: float,

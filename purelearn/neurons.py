@@ -38,14 +38,13 @@ Example::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from numbers import Real
 from typing import Any, NamedTuple
 
 import torch
 
 from . import surrogate as _surrogate
+from . import validate
 from .layer import Layer
 
 __all__ = [
@@ -202,14 +201,12 @@ def _check_number(owner: str, name: str, value: Any, *, gt: float | None = None,
                   allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, torch.Tensor):
-        return
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{owner}: `{name}` must be a number or a tensor, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{owner}: `{name}` must be finite, got {value}")
-    if gt is not None and not value > gt:
-        raise ValueError(f"{owner}: `{name}` must be > {gt}, got {value}")
+    validate.number(owner, name, value, low=gt, low_open=True)
+
+
+def _check_flags(layer: Any, *names: str) -> None:
+    for name in names:
+        validate.flag(type(layer).__name__, name, getattr(layer, name))
 
 
 def _check_state_shape(owner: str, name: str, v: torch.Tensor, x: torch.Tensor) -> None:
@@ -265,6 +262,7 @@ class IF(Neuron):
     def __post_init__(self) -> None:
         _check_number("IF", "v_threshold", self.v_threshold)
         _check_number("IF", "v_reset", self.v_reset, allow_none=True)
+        _check_flags(self, "detach_reset")
         object.__setattr__(self, "surrogate", _surrogate.get(self.surrogate))
 
     def init_state(self, x: torch.Tensor) -> IFState:
@@ -299,6 +297,7 @@ class LIF(Neuron):
         _check_number(name, "tau", self.tau, gt=1.0)
         _check_number(name, "v_threshold", self.v_threshold)
         _check_number(name, "v_reset", self.v_reset, allow_none=True)
+        _check_flags(self, "decay_input", "detach_reset")
         object.__setattr__(self, "surrogate", _surrogate.get(self.surrogate))
 
     def init_state(self, x: torch.Tensor) -> LIFState:
@@ -381,11 +380,16 @@ class ALIF(Neuron):
         """The time constants are parameters when ``learn_tau``."""
         return self.learn_tau
 
+    def param_shapes(self) -> dict[str, tuple[None]] | None:
+        """``tau_m`` and ``tau_adp`` [features] when ``learn_tau`` (features: the input's)."""
+        return {"tau_m": (None,), "tau_adp": (None,)} if self.learn_tau else None
+
     def __post_init__(self) -> None:
         _check_number("ALIF", "tau_m", self.tau_m, gt=0.0)
         _check_number("ALIF", "tau_adp", self.tau_adp, gt=0.0)
         _check_number("ALIF", "beta", self.beta)
         _check_number("ALIF", "v_threshold", self.v_threshold)
+        _check_flags(self, "learn_tau")
         object.__setattr__(self, "surrogate", _surrogate.get(self.surrogate))
 
     def init(self, generator: torch.Generator | None, x: torch.Tensor) -> tuple[Any, ALIFState]:
@@ -433,8 +437,13 @@ class LI(Neuron):
         """The time constant is a parameter when ``learn_tau``."""
         return self.learn_tau
 
+    def param_shapes(self) -> dict[str, tuple[None]] | None:
+        """``tau`` [features] when ``learn_tau`` (features: the input's)."""
+        return {"tau": (None,)} if self.learn_tau else None
+
     def __post_init__(self) -> None:
         _check_number("LI", "tau", self.tau, gt=0.0)
+        _check_flags(self, "learn_tau")
 
     def init(self, generator: torch.Generator | None, x: torch.Tensor) -> tuple[Any, LIState]:
         """``params`` holds ``tau`` [features] when ``learn_tau``; the state is fresh."""

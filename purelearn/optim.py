@@ -21,7 +21,9 @@ transformations.
 Hyperparameters (``lr``, ``momentum``, ``dampening``, ``weight_decay``, ``betas``, ``eps``,
 ``max_norm``) may be Python numbers or tensors -- including tensors batched by ``torch.func.vmap``,
 which gives one optimizer per hyperparameter value. Python numbers are validated when the optimizer
-is built; tensors are used as they are. ``nesterov``, ``amsgrad`` and ``maximize`` choose the
+is built (:func:`purelearn.validate.number`: finite, within float32's range, and in the argument's
+range, so ``lr=inf`` or ``momentum=nan`` is a ``ValueError`` naming the argument); tensors are used
+as they are. ``nesterov``, ``amsgrad`` and ``maximize`` choose the
 computation and must be Python bools. A ``momentum`` or ``weight_decay`` given as the Python number 0
 removes its term altogether, exactly as torch does.
 
@@ -59,14 +61,13 @@ the ``momentum`` and ``weight_decay`` terms. A scheduled ``max_norm`` gives
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import optree
 import torch
 
-from purelearn import tree
+from purelearn import tree, validate
 from purelearn.schedules import Schedule
 from purelearn.tree import PyTree
 
@@ -212,7 +213,8 @@ def _value(
     low_open: bool = False,
     high: float | None = None,
 ) -> HyperParam:
-    """Check a hyperparameter value: a Python number in range (returned as float) or a one-element tensor.
+    """Check a hyperparameter value: a Python number (returned as float) finite in float32 and in range,
+    or a one-element tensor (:func:`purelearn.validate.number`).
 
     The allowed range is ``[low, high)`` (``(low, high)`` with ``low_open``); ``None`` means no
     bound. Tensors are only reshaped to 0-d: their values may be batched and are not checked.
@@ -224,28 +226,12 @@ def _value(
                 f"got a tensor of shape {tuple(value.shape)}"
             )
         return value.reshape(())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{owner}: `{name}` must be a Python number or a torch.Tensor (or a schedule f(count)), "
-            f"got {type(value).__name__}"
-        )
-    number = float(value)
-    ok = low is None or (number > low if low_open else number >= low)
-    if high is not None:
-        ok = ok and number < high
-    if not ok:
-        if high is not None:
-            expected = f"in {'(' if low_open else '['}{low:g}, {high:g})"
-        else:
-            expected = f"{'>' if low_open else '>='} {low:g}"
-        raise ValueError(f"{owner}: `{name}` must be {expected}, got {value!r}")
-    return number
+    return validate.number(owner, name, value, low=low, low_open=low_open, high=high, high_open=True,
+                           kinds="a Python number or a torch.Tensor (or a schedule f(count))")
 
 
 def _flag(owner: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{owner}: `{name}` must be a Python bool, got {type(value).__name__}")
-    return value
+    return validate.flag(owner, name, value)
 
 
 def _betas(owner: str, betas: Any) -> tuple[HyperParam, HyperParam]:
@@ -298,14 +284,22 @@ def _check_state(owner: str, state: Any, state_type: type) -> None:
         )
 
 
-def _check_trees(owner: str, ref_name: str, ref: PyTree, name: str, other: PyTree) -> None:
-    """Raise ``ValueError`` naming ``name`` and both structures unless ``other`` is shaped like ``ref``."""
-    if tree.same_layout(ref, other):
+def _check_trees(owner: str, ref_name: str, ref: PyTree, name: str, other: PyTree, dtypes: bool = True) -> None:
+    """Raise ``ValueError`` naming ``name`` and both structures unless ``other`` is shaped like ``ref``;
+    with ``dtypes``, ``TypeError`` naming the first leaf of another dtype or device."""
+    if tree.same_layout(ref, other, dtypes=dtypes):
         return
     try:
         tree.assert_same_structure(ref, other, ref_name, name)
     except ValueError as err:
         raise ValueError(f"{owner}: {err}") from None
+    state = ref_name.startswith("state")  # then the state is the odd one out, not the grads
+    try:
+        tree.assert_same_dtypes(*((other, ref, name, ref_name) if state else (ref, other, ref_name, name)))
+    except TypeError as err:
+        hint = ("; an optimizer state has the dtype and device of the params it was made for (opt.init(params)): "
+                "make it again, or convert it with the params" if state else "")
+        raise TypeError(f"{owner}: {err}{hint}") from None
 
 
 def _check_inputs(
@@ -738,5 +732,5 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
         >>> apply_updates({"w": torch.ones(2)}, {"w": torch.tensor([0.5, -1.0])})
         {'w': tensor([1.5000, 0.0000])}
     """
-    _check_trees("apply_updates", "params", params, "updates", updates)
+    _check_trees("apply_updates", "params", params, "updates", updates, dtypes=False)
     return tree.map(lambda p, u: (p + u).to(p.dtype), params, updates)

@@ -35,11 +35,12 @@ Example::
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+from . import validate
 
 __all__ = ["Schedule", "constant", "cosine_decay", "linear", "warmup_cosine_decay", "join"]
 
@@ -55,7 +56,8 @@ Value = float | torch.Tensor
 
 
 def _value(owner: str, name: str, x: Any, *, low: float | None = None, high: float | None = None) -> Value:
-    """A finite Python number (returned as float, in ``[low, high]`` if given) or a one-element tensor (as 0-d).
+    """A Python number finite in float32 (returned as float, in ``[low, high]`` if given;
+    :func:`purelearn.validate.number`) or a one-element tensor (as 0-d).
 
     Tensors are not checked beyond their size: their values may be batched under ``vmap``.
     """
@@ -65,22 +67,15 @@ def _value(owner: str, name: str, x: Any, *, low: float | None = None, high: flo
                 f"{owner}: `{name}` must be a number or a one-element tensor, got a tensor of shape {tuple(x.shape)}"
             )
         return x.reshape(())
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{owner}: `{name}` must be a Python number or a torch.Tensor, got {type(x).__name__}")
-    if not (math.isfinite(x) and (low is None or x >= low) and (high is None or x <= high)):
-        bounds = f" in [{low:g}, {high:g}]" if low is not None and high is not None else ""
-        raise ValueError(f"{owner}: `{name}` must be a finite number{bounds}, got {x!r}")
-    return float(x)
+    return validate.number(owner, name, x, low=low, high=high, kinds="a Python number or a torch.Tensor")
 
 
 def _steps(owner: str, name: str, x: Any, *, low: int = 1) -> int | torch.Tensor:
-    """A Python int ``>= low`` or a one-element tensor (as 0-d, unchecked)."""
+    """A Python int in ``[low, 2**63 − 1]`` (:func:`purelearn.validate.integer`; ``1.5`` is refused, not
+    truncated) or a one-element tensor (as 0-d, unchecked)."""
     if isinstance(x, torch.Tensor):
         return _value(owner, name, x)
-    is_int = isinstance(x, numbers.Integral) and not isinstance(x, bool)
-    if not is_int or x < low:
-        raise (ValueError if is_int else TypeError)(f"{owner}: `{name}` must be an int >= {low}, got {x!r}")
-    return int(x)
+    return validate.integer(owner, name, x, low=low)
 
 
 def _wide_float(device: torch.device) -> torch.dtype:

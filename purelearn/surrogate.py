@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Real
 
 import torch
+
+from . import validate
 
 __all__ = [
     "Surrogate",
@@ -60,12 +61,7 @@ def heaviside(x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_alpha(cls_name: str, alpha: Alpha) -> None:
-    if isinstance(alpha, torch.Tensor):
-        return
-    if isinstance(alpha, bool) or not isinstance(alpha, Real):
-        raise TypeError(f"{cls_name}: `alpha` must be a number or a tensor, got {type(alpha).__name__}")
-    if not (alpha > 0 and math.isfinite(alpha)):
-        raise ValueError(f"{cls_name}: `alpha` must be a finite number > 0, got {alpha}")
+    validate.number(cls_name, "alpha", alpha, low=0.0, low_open=True)
 
 
 @dataclass(frozen=True)

@@ -156,8 +156,9 @@ def allclose(a: PyTree, b: PyTree, rtol: float = 1e-5, atol: float = 1e-8) -> bo
     )
 
 
-def same_layout(a: PyTree, b: PyTree) -> bool:
-    """True when ``a`` and ``b`` share one structure and their tensor leaves have equal shapes.
+def same_layout(a: PyTree, b: PyTree, dtypes: bool = False) -> bool:
+    """True when ``a`` and ``b`` share one structure and their tensor leaves have equal shapes (and,
+    with ``dtypes``, equal dtypes and devices).
 
     The cheap test to run before :func:`assert_same_structure` (which also builds leaf paths for
     its message; under ``torch.compile`` that path building is most of what dynamo traces).
@@ -169,7 +170,21 @@ def same_layout(a: PyTree, b: PyTree) -> bool:
     for x, y in zip(leaves_a, leaves_b, strict=True):
         if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape):
             return False
+        if dtypes and (x.dtype != y.dtype or x.device != y.device):
+            return False
     return True
+
+
+def assert_same_dtypes(a: PyTree, b: PyTree, name_a: str, name_b: str) -> None:
+    """Raise ``TypeError`` naming both arguments and the first leaf whose dtype or device differs
+    (the trees share a structure)."""
+    for path, x, y in zip(optree.tree_paths(a), leaves(a), leaves(b), strict=True):
+        if x.dtype != y.dtype or x.device != y.device:
+            where = ".".join(str(p) for p in path)
+            raise TypeError(
+                f"`{name_b}` leaf {where!r} is {y.dtype} on {y.device}, expected {x.dtype} on {x.device} "
+                f"(as in `{name_a}`)"
+            )
 
 
 def assert_same_structure(a: PyTree, b: PyTree, name_a: str, name_b: str, shapes: bool = True) -> None:

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import os
+import re
 import subprocess
 import sys
+import warnings
 
 import optree
 import pytest
 import torch
 
 from purelearn import app, checkpoint, data, online
-from purelearn.app.cli import main
+from purelearn.app import cli, loop, memory, registry
+from purelearn.app.cli import flag, main
+from purelearn.app.compare import configs_for
+from purelearn.app.sweeps import parse_values
 
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
@@ -334,3 +340,232 @@ def test_python_dash_m_purelearn_is_the_same_program():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "purelearn train: error: argument --epochs: expected an integer >= 1, got '0' (see purelearn train --help)"]
+
+
+# ----------------------------------------------------------------------------- every bad input one line, one rule
+
+
+def _error(capsys, *argv):
+    """``(exit code, stderr)`` of a command that must fail in one line on stderr, without a traceback."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:  # argparse errors exit from inside parse_args
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("purelearn ") and "Traceback" not in err and out == "", err
+    return code, err
+
+
+#: A value for each option that only some algorithms take (a new option must get one here).
+OPTION_VALUES = {"alpha": "0.2", "beta": "0.3", "window": "4", "reduction": "sum", "second_forward": "pre", "k": "2"}
+
+
+def test_every_option_of_some_algorithms_has_a_value_here():
+    assert set(OPTION_VALUES) == set(registry.OPTIONS)
+
+
+@pytest.mark.parametrize("option, algo", [(option, algo) for option in OPTION_VALUES for algo in registry.ALGORITHMS
+                                          if not registry.takes(algo, option)])
+def test_every_option_of_some_algorithms_is_refused_for_the_others(capsys, option, algo):
+    code, err = _error(capsys, "train", "--algo", algo, flag(option), OPTION_VALUES[option])
+    assert code == 2 and f"{flag(option)} only applies to --algo {' or '.join(registry.takers(option))}, " \
+                         f"got --algo {algo}" in err
+
+
+def test_a_sweep_axis_the_algorithm_does_not_take_is_refused(capsys):
+    code, err = _error(capsys, "sweep", "--algo", "bptt", "--alpha", "0.1,0.2")
+    assert code == 2 and "--alpha only applies to --algo fptt or fptt-dual, got --algo bptt" in err
+
+
+def test_compare_passes_each_algorithm_only_the_options_it_takes_and_old_runs_resume():
+    from purelearn.app.config import from_stored
+
+    given = app.Config(alpha=0.2, beta=0.3, window=4, reduction="sum", second_forward="pre", k=2)
+    assert {name for name in registry.OPTIONS if getattr(given, name) is not None} == set(registry.OPTIONS)
+    for config in configs_for(given, list(registry.ALGORITHMS)):
+        config.validate()
+        assert {name for name in registry.OPTIONS if getattr(config, name) is not None} == set(
+            registry.ALGORITHMS[config.algo].options), config.algo
+    old = dict(app.Config(algo="bptt").to_dict(), alpha=0.1, beta=0.5)  # what earlier versions stored
+    resumed = from_stored(old)
+    assert (resumed.alpha, resumed.beta) == (None, None) and resumed.validate()
+
+
+@pytest.mark.parametrize("value, shows", [("1", True), ("true", True), ("YES", True), (" on ", True),
+                                          ("0", False), ("", False), ("false", False), ("No", False), ("off", False)])
+def test_purelearn_debug_shows_tracebacks_only_when_on(capsys, monkeypatch, value, shows):
+    monkeypatch.setenv("PURELEARN_DEBUG", value)
+    if shows:
+        with pytest.raises(app.ConfigError, match="meta device"):
+            main(["train", "--device", "meta"])
+    else:
+        assert _error(capsys, "train", "--device", "meta")[0] == 2
+
+
+def test_an_unknown_purelearn_debug_value_is_a_warning_and_tracebacks_stay_off(capsys, monkeypatch):
+    monkeypatch.setenv("PURELEARN_DEBUG", "maybe")
+    code = main(["train", "--device", "meta"])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(lines) == 2 and "Traceback" not in "".join(lines)
+    assert lines[0].startswith("purelearn train: warning: PURELEARN_DEBUG='maybe' is neither on (1, true, yes, on)")
+    assert lines[1].startswith("purelearn train: error: --device meta")
+
+
+def _integer_options():
+    """``(command, flag)`` of every option parsed as a bounded integer."""
+    from purelearn.app.cli import _bounded, build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # the four commands' parsers
+    return [(name, action.option_strings[0]) for name, sub in commands.items() for action in sub._actions
+            if isinstance(action.type, functools.partial) and action.type.func is _bounded
+            and action.type.keywords.get("convert") is int]
+
+
+@pytest.mark.parametrize("command, option", _integer_options())
+def test_every_integer_option_has_a_range_and_names_itself(capsys, command, option):
+    argv = [command, "digits"] if command == "data" else [command, "--lr", "0.01"] if command == "sweep" else [command]
+    code, err = _error(capsys, *argv, option, str(2**70))
+    assert code == 2 and f"argument {option}: expected an integer in " in err and "Overflow" not in err, err
+
+
+def test_integer_fields_and_sweep_seeds_stop_at_int64():
+    with pytest.raises(app.ConfigError, match=r"^`seed` must be an integer in 0..9223372036854775807 \(2\*\*63 - 1\), "
+                                              r"got 9223372036854775808$"):
+        app.Config(seed=2**63).validate()
+    app.Config(seed=2**63 - 1, data_seed=2**63 - 1).validate()
+    assert parse_values("seed", f"0,{2**63 - 1}", integer=True) == [0, 2**63 - 1]  # exact, not through a float
+    with pytest.raises(app.ConfigError, match="expected integers in 0..9223372036854775807"):
+        parse_values("seed", f"0,{2**63}", integer=True)
+
+
+@pytest.mark.parametrize("device, message", [
+    ("meta", r"--device meta: a meta device holds shapes, not values, so nothing can be trained on it; use cpu, cuda, "
+             r"mps \(cuda:N for the N-th GPU\)"),
+    ("foo", r"--device must be a torch device such as cpu or cuda:0, got 'foo'"),
+    ("xla", r"--device xla: purelearn trains on cpu, cuda, mps \(cuda:N for the N-th GPU\), got a xla device"),
+    ("cpu:3", r"--device cpu:3: the CPU is one device, cpu"),
+    ("cuda:7", r"--device cuda:7: (CUDA is not available on this machine|this machine has \d CUDA device\(s\))"),
+])
+def test_a_device_that_cannot_train_is_one_line(capsys, device, message):
+    code, err = _error(capsys, "train", "--device", device)
+    assert code == 2 and re.search(message, err), err
+
+
+def test_a_sweep_beyond_max_configs_is_refused_before_its_values_are_made(capsys):
+    code, err = _error(capsys, "sweep", "--lr", "0.001:0.01:2", "--alpha", "0.1,0.2", "--max-configs", "3")
+    assert code == 2 and "sweep: 2 --lr × 2 --alpha values make 4 configurations, more than --max-configs 3" in err
+    code, err = _error(capsys, "sweep", "--lr", f"0.001:0.01:{10**15}")  # never a list of 10**15 values
+    assert code == 2 and f"--lr 0.001:0.01:{10**15}: {10**15} values, more than --max-configs 1024" in err
+    with pytest.raises(app.ConfigError, match="more than `max_configs` 1024") as info:
+        app.sweep_fit(app.Config(), {"lr": [0.01] * 1025})
+    assert info.value.field == "max_configs"
+
+
+# ----------------------------------------------------------------------------- memory: estimated before anything large
+
+
+def _with_memory(monkeypatch, nbytes):
+    monkeypatch.setattr(memory, "available", lambda device: (nbytes, "available (test)"))
+
+
+def test_bptt_at_a_large_T_is_refused_for_its_graph_naming_T(capsys, monkeypatch):
+    _with_memory(monkeypatch, 256 * 2**20)
+    code, err = _error(capsys, "train", "--algo", "bptt", "--T", "2000", "--limit", "64", "--epochs", "1",
+                       "--no-plot", "--quiet", "--out", "runs-not-written")
+    assert code == 2 and re.search(r"error: --T 2000 is too large: the run needs at least .* of memory \(the graph "
+                                   r"of all T=2000 steps for the backward pass \(.* per step\): .*\), more than the "
+                                   r"256.0 MiB available \(test\); lower --T, --batch-size or --hidden$", err), err
+
+
+def test_the_estimate_counts_the_graph_each_algorithm_holds():
+    split = data.load("digits", 64).limit(64)
+    graphs, what = {}, {}
+    for algo in ("bptt", "fptt", "sltt"):
+        config = app.Config(algo=algo, T=64, window=8 if algo == "fptt" else None).resolved(split)
+        model = registry.build_model(config.model, algo, split.train.step_shape, split.num_classes, hidden=32)
+        learner = registry.learner_for(config, model, registry.make_optimizer(config.optimizer, config.lr))
+        example = loop.example_step(split, torch.device("cpu"))
+        params, states = loop.init_params(model, 0, example)
+        measured = memory.measure(model, learner.init(params, states), params, states, example)
+        estimate = memory.estimate(config, split, model, measured=measured)
+        graphs[algo], what[algo] = next((t.bytes, t.what) for t in estimate.terms if t.what.startswith("the graph"))
+        assert estimate.total > memory.estimate(config, split, model).total > 0  # the first check is a lower bound
+    assert graphs["bptt"] == 8 * graphs["fptt"] > 0 and graphs["sltt"] > 0  # the same LIF neurons in both
+    assert what["bptt"].startswith("the graph of all T=64 steps") and what["fptt"].startswith("the graph of a window "
+                                                                                               "of 8 steps")
+    assert what["sltt"] == "the graph of one step for the backward pass"
+    memory.check(memory.Estimate((memory.Term("x", 2**80, ("T",)),)), app.Config(), "mps")  # unknown: not checked
+
+
+def test_a_sweep_multiplies_what_each_configuration_holds(monkeypatch):
+    _with_memory(monkeypatch, 1)
+    with pytest.raises(app.ConfigError, match=r"\(parameters and their gradients × 64 configurations: .*; lower "
+                                              r"`hidden`, or sweep fewer configurations$"):
+        app.sweep_fit(app.Config(epochs=1, limit=64), {"seed": list(range(64))})
+
+
+def test_compare_refuses_a_run_too_large_before_any_run_starts(tmp_path, capsys, monkeypatch):
+    _with_memory(monkeypatch, 2**20)
+    code, err = _error(capsys, "compare", "--algos", "fptt,bptt", "--T", "2000", "--limit", "64", "--out",
+                       str(tmp_path / "cmp"))
+    assert code == 2 and "error: --T 2000 is too large: the run needs at least" in err
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_running_out_of_memory_anyway_is_one_line(capsys, monkeypatch):
+    def oom(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 25600000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(cli, "fit", oom)
+    code, err = _error(capsys, "train")
+    assert code == 2 and "error: out of CPU memory, beyond the estimate checked before the run" in err
+
+
+# ----------------------------------------------------------------------------- data files
+
+
+class _NotATensor:
+    """An object a data file must not hold (loading it would run code)."""
+
+
+@pytest.mark.parametrize("content", ["numpy", "object", "pickle"])
+def test_a_file_of_other_objects_is_refused_without_advice_to_load_it_unsafely(tmp_path, capsys, content):
+    import pickle
+
+    import numpy as np
+
+    path = tmp_path / "data.pt"
+    if content == "pickle":
+        path.write_bytes(pickle.dumps({"x": [1.0]}))
+    else:
+        torch.save({"x": np.zeros((4, 3, 2)) if content == "numpy" else _NotATensor(), "y": torch.zeros(4)}, path)
+    code, err = _error(capsys, "train", "--data", str(path))
+    assert code == 2 and "not a readable torch.save file of plain tensors" in err
+    with pytest.raises(checkpoint.CheckpointError) as info:
+        checkpoint.load(path)
+    for message in (err, str(info.value)):
+        assert "weights_only" not in message and "Weights only" not in message and "trust" not in message, message
+
+
+@pytest.mark.parametrize("blob, message", [
+    (lambda: dict(x=torch.rand(6, 3, 2).to_sparse()), "key 'x' must be a dense tensor, got a sparse_coo tensor"),
+    (lambda: dict(x=torch.rand(6, 4).to_sparse_csr(), encoding="rate"), "key 'x' must be a dense tensor, got a "
+                                                                        "sparse_csr"),
+    (lambda: dict(y=torch.zeros(6, dtype=torch.long).to_sparse()), "key 'y' must be a dense tensor, got a sparse_coo"),
+    (lambda: dict(x=torch.empty(6, 3, 2, device="meta")), "key 'x' was saved from the meta device: it has a shape "
+                                                          "([6, 3, 2]) but no values"),
+    (lambda: dict(y=torch.tensor([0, 1, 0, 1, 0, 2**63 - 1])), "key 'y' must hold class labels 0..16777215 (at most "
+                                                               "16777216 classes, 2**24), got 9223372036854775807 at "
+                                                               "sample 5"),
+    (lambda: dict(x_test=torch.rand(2, 3, 2), y_test=torch.tensor([0, 2**31])), "key 'y_test' must hold class "
+                                                                                "labels 0..16777215"),
+], ids=["sparse-x", "csr-x", "sparse-y", "meta-x", "label-int64-max", "test-label-2**31"])
+def test_sparse_meta_and_out_of_range_data_are_one_line(tmp_path, capsys, blob, message):
+    path = tmp_path / "data.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: sparse CSR support is in beta
+        torch.save({"x": torch.rand(6, 3, 2), "y": torch.tensor([0, 1, 0, 1, 0, 1]), **blob()}, path)
+    code, err = _error(capsys, "train", "--data", str(path))
+    assert code == 2 and message in err, err

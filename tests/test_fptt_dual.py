@@ -148,5 +148,5 @@ def test_last_flag_changes_nothing_in_the_dual_form():
 @pytest.mark.parametrize("value", [0.0, -0.1])
 def test_non_positive_alpha_or_beta_is_refused(name, value):
     model = nn.Sequential(nn.Linear(6, 3), neurons.LIF())
-    with pytest.raises(ValueError, match=rf"`{name}` must be > 0, got {value}"):
+    with pytest.raises(ValueError, match=rf"`{name}` must be a finite number > 0, got {value}"):
         online.fptt_dual(model, F.mse_loss, optim.sgd(lr=0.1), **{name: value})

@@ -4,6 +4,7 @@ anything changes."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -312,7 +313,7 @@ def test_empty_sequence_is_refused(name):
 @pytest.mark.parametrize("alpha", [0, 0.0, -0.1])
 def test_non_positive_alpha_is_refused(name, alpha):
     model = build_model(name)
-    with pytest.raises(ValueError, match=rf"`alpha` must be > 0, got {alpha}"):
+    with pytest.raises(ValueError, match=rf"`alpha` must be a finite number > 0, got {alpha}"):
         FACTORY[name](model, F.mse_loss, optim.sgd(lr=0.1), alpha=alpha)
     with pytest.raises(TypeError, match="`alpha`"):
         FACTORY[name](model, F.mse_loss, optim.sgd(lr=0.1), alpha=True)
@@ -320,10 +321,15 @@ def test_non_positive_alpha_is_refused(name, alpha):
 
 @pytest.mark.parametrize("name", LEARNERS)
 def test_params_from_another_model_are_refused(name):
-    learner, _, x, y = setup(name)
+    learner, carry, x, y = setup(name)
     other = nn.Sequential(nn.Linear(8, 3), *build_model(name, hidden=3).layers[1:])
     other_params, states = other.init(torch.Generator().manual_seed(1), x[0])
-    carry = learner.init(other_params, states)
+    snap = snapshot(other_params, states)
+    with pytest.raises(ValueError, match=r"\w+\.init: `params` does not match the model: layer 0 \(Linear\(8, 4\)\): "
+                                         r"`params\['0'\]\['bias'\]` must have shape \(4,\), got \(3,\)"):
+        learner.init(other_params, states)
+    assert_untouched(snap)
+    carry = build_learner(name, other).init(other_params, states)  # a carry made for the other model
     snap = snapshot(carry, x, y)
     with pytest.raises(ValueError, match=r"params.*\(4, 8\).*\(3, 8\)"):
         learner.run(carry, x, y)
@@ -336,9 +342,11 @@ def test_params_from_another_model_are_refused(name):
 @pytest.mark.parametrize("name", LEARNERS)
 def test_params_with_missing_layers_are_refused(name):
     learner, _, x, y = setup(name)
-    shallow = nn.Sequential(nn.Linear(8, 2), neurons.LIF())
-    params, _ = shallow.init(torch.Generator().manual_seed(1), x[0])
-    carry = learner.init(params, learner.model.init_states(x[0]))
+    shallow = nn.Sequential(nn.Linear(8, 2), build_model(name).layers[3])
+    params, states = shallow.init(torch.Generator().manual_seed(1), x[0])
+    with pytest.raises(ValueError, match=r"\w+\.init: `params` does not match the model.*\['0', '2'\].*\['0'\]"):
+        learner.init(params, learner.model.init_states(x[0]))
+    carry = build_learner(name, shallow).init(params, states)._replace(states=learner.model.init_states(x[0]))
     snap = snapshot(carry, x, y)
     with pytest.raises(ValueError, match=r"`params` does not match the model.*\['0', '2'\].*\['0'\]"):
         learner.run(carry, x, y)
@@ -405,3 +413,138 @@ def test_bad_model_loss_or_optimizer_is_refused(name):
         build_learner(name, model, loss_fn="mse")
     with pytest.raises(TypeError, match="`optimizer`"):
         FACTORY[name](model, F.mse_loss, torch.optim.SGD)
+
+
+def _step_or_window(name: str, x: torch.Tensor) -> torch.Tensor:
+    """What ``step`` takes: one step x[0] [N, ...], or for BPTT a window x[:1] [1, N, ...]."""
+    return x[:1] if name == "bptt" else x[0]
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_carry_of_another_learner_type_is_refused(name):
+    learner, carry, x, y = setup(name)
+    other = "bptt" if name != "bptt" else "fptt"
+    _, foreign, _, _ = setup(other)
+    snap = snapshot(foreign, x, y)
+    expected, _ = CARRY[name]
+    message = rf"`carry` must be a {expected.__name__}, made by this learner's init\(params, states\), got a " \
+              rf"{type(foreign).__name__} \(another learner's carry\)"
+    with pytest.raises(TypeError, match=message):
+        learner.run(foreign, x, y)
+    with pytest.raises(TypeError, match=message):
+        learner.step(foreign, _step_or_window(name, x), _step_or_window(name, y))
+    with pytest.raises(TypeError, match=rf"`carry` must be a {expected.__name__}.*got a tuple"):
+        learner.step(tuple(carry), _step_or_window(name, x), _step_or_window(name, y))
+    assert_untouched(snap)
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_empty_batch_is_refused(name):
+    learner, carry, x, y = setup(name)
+    snap = snapshot(carry, x, y)
+    with pytest.raises(ValueError, match=r"`x_seq` is an empty batch \(N=0, shape \(4, 0, 8\)\); a sequence needs "
+                                         r"N >= 1"):
+        learner.run(carry, x[:, :0], y[:, :0])
+    with pytest.raises(ValueError, match=r"`x_(t|win)` is an empty batch \(N=0, shape \((1, )?0, 8\)\)"):
+        learner.step(carry, _step_or_window(name, x[:, :0]), _step_or_window(name, y[:, :0]))
+    assert_untouched(snap)
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+@pytest.mark.parametrize("value", ["False", 0, None, torch.tensor(True)])
+def test_static_option_that_is_not_a_bool_is_refused(name, value):
+    learner, carry, x, y = setup(name)
+    snap = snapshot(carry, x, y)
+    with pytest.raises(TypeError, match=r"\.step: `last` must be a bool \(True or False\), got "):
+        learner.step(carry, _step_or_window(name, x), _step_or_window(name, y), last=value)
+    if name == "sltt_k":
+        with pytest.raises(TypeError, match=r"sltt\.step: `backward` must be a bool \(True or False\)"):
+            learner.step(carry, x[0], y[0], backward=value)
+    assert_untouched(snap)
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_targets_are_neither_broadcast_nor_promoted(name):
+    learner, carry, x, y = setup(name)
+    snap = snapshot(carry, x, y)
+    xs = _step_or_window(name, x)
+    with pytest.raises(ValueError, match=r"`y_t` must have a batch axis \[N, ...\] like `x_t` \(N=2\), got a 0-d "
+                                         r"tensor|`y_win` must be time-major \[T, N, ...\], got shape \(1,\)"):
+        learner.step(carry, xs, torch.tensor(0.5) if name != "bptt" else torch.full((1,), 0.5))
+    with pytest.raises(ValueError, match=r"`y_seq` must be time-major \[T, N, ...\], got shape \(4,\)"):
+        learner.run(carry, x, y[:, 0, 0])
+    with pytest.raises(TypeError, match=r"`y_t` is torch.float64 on cpu but `x_t` is torch.float32 on cpu; targets "
+                                        r"must have x's dtype \(or an integer dtype, class indices\)"):
+        learner.run(carry, x, y.double())
+    with pytest.raises(TypeError, match=r"`y_t` is torch.bool"):
+        learner.run(carry, x, y > 0.5)
+    assert_untouched(snap)
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_integer_data_is_refused(name):
+    learner, carry, x, y = setup(name)
+    with pytest.raises(TypeError, match=r"`x_t` must be a floating-point tensor, got torch.int64"):
+        learner.run(carry, x.long(), y)
+    with pytest.raises(TypeError, match=r"Sequential.init: input `x` must be a floating-point tensor"):
+        learner.model.init(None, x[0].to(torch.bool))
+    with pytest.raises(TypeError, match=r"Sequential.init_states: input `x` must be a floating-point tensor"):
+        learner.model.init_states(x[0].long())
+
+
+@pytest.mark.parametrize("name", ["fptt", "ottt", "sltt_k", "bptt"])
+def test_integer_class_targets_are_accepted(name):
+    """Class indices y [T, N] (int64) with a loss that takes them (cross-entropy): the documented exception."""
+    learner, carry, x, y = setup(name, loss_fn=F.cross_entropy)
+    labels = (y[..., 0] > 0.5).long()
+    carry, outs = learner.run(carry, x, labels)
+    assert outs.loss.shape == (4,) and torch.isfinite(outs.loss).all()
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_init_refuses_states_of_another_model_and_mixed_dtypes(name):
+    learner, _, x, _ = setup(name)
+    params, states = learner.model.init(torch.Generator().manual_seed(0), x[0])
+    with pytest.raises(ValueError, match=r"\w+\.init: `states` does not match the model: expected a dict with keys "
+                                         r"\['1', '3'\], got \['1'\]"):
+        learner.init(params, {"1": states["1"]})
+    with pytest.raises(TypeError, match=r"\w+\.init: `states` leaf '1\.0' is torch.float64 on cpu but `params` leaf "
+                                        r"'0\.bias' is torch.float32 on cpu"):
+        learner.init(params, tree.map(torch.Tensor.double, states))
+    with pytest.raises(ValueError, match=r"`params\['0'\]\['bias'\]` must be a tensor of shape \(4,\), got list"):
+        learner.init({**params, "0": {**params["0"], "bias": [0.0] * 4}}, states)
+
+
+@pytest.mark.parametrize("name", ["fptt", "fptt_dual"])
+@pytest.mark.parametrize("field", ["alpha", "beta", "rho"])
+@pytest.mark.parametrize("value", [float("inf"), -float("inf"), float("nan"), 1e300])
+def test_non_finite_learner_hyperparameter_is_refused_when_built(name, field, value):
+    if name == "fptt" and field != "alpha":
+        return
+    with pytest.raises(ValueError, match=rf"^{name}: `{field}` must be a finite number.*got {re.escape(repr(value))}"):
+        FACTORY[name](build_model(name), F.mse_loss, optim.sgd(lr=0.1), **{field: value})
+
+
+@pytest.mark.parametrize("name", ["fptt", "fptt_dual"])
+@pytest.mark.parametrize("alpha", [1e-300, 1e-39, 5e-324])
+def test_alpha_that_underflows_in_float32_is_refused(name, alpha):
+    """FPTT divides by alpha (grad_last/(2 alpha), beta/alpha): below float32's smallest normal number it is 0."""
+    with pytest.raises(ValueError, match=rf"{name}: `alpha` must be a finite number > 0 and at least 1.175e-38 "
+                                         r"\(float32's smallest normal number"):
+        FACTORY[name](build_model(name), F.mse_loss, optim.sgd(lr=0.1), alpha=alpha)
+    FACTORY[name](build_model(name), F.mse_loss, optim.sgd(lr=0.1), alpha=1e-30)  # small but normal: fine
+
+
+@pytest.mark.parametrize("seed, exc, message", [
+    (1.5, TypeError, r"got float 1.5"), (True, TypeError, r"got bool True"), ("0", TypeError, r"got str '0'"),
+    (-1, ValueError, r"got -1"), (2**63, ValueError, r"in \[0, 2\*\*63 - 1\] \(a seed\), got 9223372036854775808"),
+])
+def test_seed_of_the_wrong_type_or_range_is_refused_naming_seed(seed, exc, message):
+    with pytest.raises(exc, match=rf"^sltt: `seed` must be an int.*{message}$"):
+        online.sltt(build_model("sltt"), F.mse_loss, optim.sgd(lr=0.1), k=2, seed=seed)
+
+
+@pytest.mark.parametrize("name", ["ottt", "sltt"])
+def test_online_option_that_is_not_a_bool_is_refused(name):
+    with pytest.raises(TypeError, match=rf"^{name}: `online` must be a bool \(True or False\), got 'False'$"):
+        FACTORY[name](build_model(name), F.mse_loss, optim.sgd(lr=0.1), online="False")

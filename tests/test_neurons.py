@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import math
+import re
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, NamedTuple
@@ -281,6 +282,40 @@ def test_invalid_hyperparameter_raises_value_error_naming_it(build: Callable[[],
         build()
 
 
+#: Every Python-number hyperparameter of every neuron: (build with one value, its name).
+NEURON_NUMBERS: list[tuple[Callable[[Any], Any], str]] = [
+    *[(lambda v, c=c: c(v_threshold=v), "v_threshold")
+      for c in (neurons.IF, neurons.LIF, neurons.OTTTLIF, neurons.SLTTLIF, neurons.ALIF)],
+    *[(lambda v, c=c: c(v_reset=v), "v_reset") for c in (neurons.IF, neurons.LIF, neurons.OTTTLIF, neurons.SLTTLIF)],
+    *[(lambda v, c=c: c(tau=v), "tau") for c in (neurons.LIF, neurons.OTTTLIF, neurons.SLTTLIF, neurons.LI)],
+    (lambda v: neurons.ALIF(tau_m=v), "tau_m"),
+    (lambda v: neurons.ALIF(tau_adp=v), "tau_adp"),
+    (lambda v: neurons.ALIF(beta=v), "beta"),
+    (lambda v: neurons.LIF(surrogate=surrogate.Sigmoid(alpha=v)), "alpha"),
+]
+
+
+@pytest.mark.parametrize("build, name", NEURON_NUMBERS)
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, 1e300])
+def test_non_finite_hyperparameter_is_refused_when_built(build: Callable[[Any], Any], name: str, value: float) -> None:
+    """inf, NaN and numbers beyond float32's range (infinite in float32 arithmetic), with the name."""
+    with pytest.raises(ValueError, match=rf"^\w+: `{name}` must be a finite number.*got {re.escape(repr(value))}$"):
+        build(value)
+
+
+@pytest.mark.parametrize("build, name", [
+    *[(lambda v, c=c: c(detach_reset=v), "detach_reset")
+      for c in (neurons.IF, neurons.LIF, neurons.OTTTLIF, neurons.SLTTLIF)],
+    *[(lambda v, c=c: c(decay_input=v), "decay_input") for c in (neurons.LIF, neurons.OTTTLIF, neurons.SLTTLIF)],
+    (lambda v: neurons.ALIF(learn_tau=v), "learn_tau"),
+    (lambda v: neurons.LI(learn_tau=v), "learn_tau"),
+])
+@pytest.mark.parametrize("value", ["False", 0, None])
+def test_flag_that_is_not_a_bool_is_refused(build: Callable[[Any], Any], name: str, value: Any) -> None:
+    with pytest.raises(TypeError, match=rf"`{name}` must be a bool \(True or False\), got {re.escape(repr(value))}"):
+        build(value)
+
+
 def test_unknown_surrogate_name_raises_value_error() -> None:
     with pytest.raises(ValueError, match="unknown surrogate"):
         neurons.LIF(surrogate="nope")
@@ -436,5 +471,5 @@ def test_li_learn_tau_is_a_parameter_with_a_gradient() -> None:
 
     grad = torch.func.grad(loss)(params)["tau"]
     assert grad.shape == (3,) and torch.isfinite(grad).all() and grad.abs().sum() > 0
-    with pytest.raises(ValueError, match=r"LI: `tau` must be > 0.0, got 0"):
+    with pytest.raises(ValueError, match=r"LI: `tau` must be a finite number > 0, got 0"):
         neurons.LI(tau=0)

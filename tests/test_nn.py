@@ -607,6 +607,21 @@ def test_dropout_p_outside_0_1_raises_naming_p(p: float) -> None:
         nn.Dropout(p)
 
 
+@pytest.mark.parametrize("build, name", [
+    (lambda v: nn.Dropout(v), "p"),
+    (lambda v: nn.BatchNorm1d(3, momentum=v), "momentum"),
+    (lambda v: nn.BatchNorm2d(3, eps=v), "eps"),
+    (lambda v: nn.WSConv2d(2, 3, 3, eps=v), "eps"),
+    (lambda v: nn.WSLinear(2, 3, eps=v), "eps"),
+    (lambda v: nn.Scale(v), "scale"),
+])
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, 1e300])
+def test_layer_hyperparameter_that_is_not_finite_is_refused(build: Callable[[Any], Any], name: str,
+                                                            value: float) -> None:
+    with pytest.raises(ValueError, match=rf"^\w+: `{name}` must be a finite number"):
+        build(value)
+
+
 # --------------------------------------------------------------------------------------------------
 # Recurrent
 # --------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -509,23 +510,23 @@ def test_sgd_matches_torch_for_random_hyperparameters(
 @pytest.mark.parametrize(
     "build, message",
     [
-        (lambda: optim.sgd(-0.1), r"sgd: `lr` must be >= 0, got -0.1"),
-        (lambda: optim.sgd(0.1, momentum=-0.5), r"`momentum` must be >= 0, got -0.5"),
-        (lambda: optim.sgd(0.1, weight_decay=-1), r"`weight_decay` must be >= 0, got -1"),
-        (lambda: optim.sgd(float("nan")), r"`lr` must be >= 0, got nan"),
+        (lambda: optim.sgd(-0.1), r"sgd: `lr` must be a finite number >= 0, got -0.1"),
+        (lambda: optim.sgd(0.1, momentum=-0.5), r"`momentum` must be a finite number >= 0, got -0.5"),
+        (lambda: optim.sgd(0.1, weight_decay=-1), r"`weight_decay` must be a finite number >= 0, got -1"),
+        (lambda: optim.sgd(float("nan")), r"`lr` must be a finite number >= 0, got nan"),
         (lambda: optim.sgd(0.1, nesterov=True), r"`nesterov=True` requires `momentum` > 0"),
         (lambda: optim.sgd(0.1, momentum=0.9, dampening=0.1, nesterov=True), r"`dampening` == 0"),
-        (lambda: optim.adam(-1e-3), r"adam: `lr` must be >= 0, got -0.001"),
-        (lambda: optim.adam(betas=(1.0, 0.999)), r"`betas\[0\]` must be in \[0, 1\), got 1.0"),
-        (lambda: optim.adam(betas=(0.9, -0.1)), r"`betas\[1\]` must be in \[0, 1\), got -0.1"),
-        (lambda: optim.adam(eps=-1e-8), r"`eps` must be >= 0, got -1e-08"),
-        (lambda: optim.adam(weight_decay=-0.1), r"adam: `weight_decay` must be >= 0"),
-        (lambda: optim.adamw(lr=-1.0), r"adamw: `lr` must be >= 0, got -1.0"),
-        (lambda: optim.adamw(betas=(0.9, 1.5)), r"adamw: `betas\[1\]` must be in \[0, 1\)"),
-        (lambda: optim.adamax(weight_decay=-1.0), r"adamax: `weight_decay` must be >= 0, got -1.0"),
-        (lambda: optim.adamax(eps=-1.0), r"adamax: `eps` must be >= 0"),
-        (lambda: optim.clip_by_global_norm(0.0), r"`max_norm` must be > 0, got 0.0"),
-        (lambda: optim.clip_by_global_norm(-1), r"`max_norm` must be > 0, got -1"),
+        (lambda: optim.adam(-1e-3), r"adam: `lr` must be a finite number >= 0, got -0.001"),
+        (lambda: optim.adam(betas=(1.0, 0.999)), r"`betas\[0\]` must be a finite number in \[0, 1\), got 1.0"),
+        (lambda: optim.adam(betas=(0.9, -0.1)), r"`betas\[1\]` must be a finite number in \[0, 1\), got -0.1"),
+        (lambda: optim.adam(eps=-1e-8), r"`eps` must be a finite number >= 0, got -1e-08"),
+        (lambda: optim.adam(weight_decay=-0.1), r"adam: `weight_decay` must be a finite number >= 0"),
+        (lambda: optim.adamw(lr=-1.0), r"adamw: `lr` must be a finite number >= 0, got -1.0"),
+        (lambda: optim.adamw(betas=(0.9, 1.5)), r"adamw: `betas\[1\]` must be a finite number in \[0, 1\)"),
+        (lambda: optim.adamax(weight_decay=-1.0), r"adamax: `weight_decay` must be a finite number >= 0, got -1.0"),
+        (lambda: optim.adamax(eps=-1.0), r"adamax: `eps` must be a finite number >= 0"),
+        (lambda: optim.clip_by_global_norm(0.0), r"`max_norm` must be a finite number > 0, got 0.0"),
+        (lambda: optim.clip_by_global_norm(-1), r"`max_norm` must be a finite number > 0, got -1"),
         (lambda: optim.sgd(torch.tensor([0.1, 0.2])), r"`lr` must be a number or a one-element tensor"),
     ],
 )
@@ -550,6 +551,57 @@ def test_invalid_hyperparameter_raises_value_error_naming_it(build: Callable[[],
 def test_non_number_hyperparameter_raises_type_error(build: Callable[[], Any], name: str) -> None:
     with pytest.raises(TypeError, match=name):
         build()
+
+
+#: Every Python-number hyperparameter of every optimizer: (build with one keyword, name in the message).
+HYPERPARAMETERS: list[tuple[Callable[[Any], Any], str]] = [
+    (lambda v: optim.sgd(lr=v), "lr"),
+    (lambda v: optim.sgd(0.1, momentum=v), "momentum"),
+    (lambda v: optim.sgd(0.1, dampening=v), "dampening"),
+    (lambda v: optim.sgd(0.1, weight_decay=v), "weight_decay"),
+    *[(lambda v, f=f: f(lr=v), "lr") for f in (optim.adam, optim.adamw, optim.adamax)],
+    *[(lambda v, f=f: f(betas=(v, 0.999)), r"betas\[0\]") for f in (optim.adam, optim.adamw, optim.adamax)],
+    *[(lambda v, f=f: f(betas=(0.9, v)), r"betas\[1\]") for f in (optim.adam, optim.adamw, optim.adamax)],
+    *[(lambda v, f=f: f(eps=v), "eps") for f in (optim.adam, optim.adamw, optim.adamax)],
+    *[(lambda v, f=f: f(weight_decay=v), "weight_decay") for f in (optim.adam, optim.adamw, optim.adamax)],
+    (lambda v: optim.clip_by_global_norm(v), "max_norm"),
+    (lambda v: optim.sgd(lambda count: v), r"lr\(count\)"),  # a schedule's value at count 0
+]
+
+
+@pytest.mark.parametrize("build, name", HYPERPARAMETERS)
+@pytest.mark.parametrize("value", [float("inf"), -float("inf"), float("nan"), 1e300, -1e39])
+def test_non_finite_python_hyperparameter_is_refused_when_built(build: Callable[[Any], Any], name: str,
+                                                                value: float) -> None:
+    """inf, NaN and numbers beyond float32's range (infinite in float32 arithmetic) never reach an update."""
+    with pytest.raises(ValueError, match=rf"^\w+: `{name}` must be a finite number.*got {re.escape(repr(value))}$"):
+        build(value)
+
+
+@pytest.mark.parametrize("build, name", HYPERPARAMETERS)
+def test_bool_hyperparameter_is_refused(build: Callable[[Any], Any], name: str) -> None:
+    with pytest.raises(TypeError, match=rf"`{name}` must be a Python number or a torch.Tensor"):
+        build(True)
+
+
+@pytest.mark.parametrize("make", [optim.sgd, optim.adam, optim.adamw, optim.adamax])
+def test_state_of_another_dtype_is_refused_before_anything_changes(make: Callable[..., Any]) -> None:
+    opt = make(0.1, momentum=0.9) if make is optim.sgd else make(0.1)
+    params = {"w": torch.ones(3), "b": torch.zeros(2)}
+    half = opt.init(tree.map(lambda t: t.half(), params))
+    before = [(leaf.clone(), leaf._version) for leaf in tree.leaves((half, params))]
+    with pytest.raises(TypeError, match=r"`state\.\w+` leaf '\w' is torch.float16 on cpu, expected torch.float32 "
+                                        r"on cpu \(as in `grads`\); an optimizer state has the dtype and device"):
+        opt.update(tree.map(torch.ones_like, params), half, params)
+    for (value, version), leaf in zip(before, tree.leaves((half, params)), strict=True):
+        assert torch.equal(value, leaf) and version == leaf._version
+
+
+def test_grads_of_another_dtype_than_params_are_refused() -> None:
+    opt = optim.sgd(0.1, weight_decay=0.1)
+    params = {"w": torch.ones(3)}
+    with pytest.raises(TypeError, match=r"sgd: `params` leaf 'w' is torch.float32 on cpu, expected torch.float64"):
+        opt.update({"w": torch.ones(3, dtype=torch.float64)}, opt.init(params), params)
 
 
 def test_tensor_hyperparameters_are_not_range_checked() -> None:

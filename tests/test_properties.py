@@ -1,7 +1,9 @@
 """Property-based suite over every learner: random shapes, hyperparameters, dtypes and seeds.
 
 Properties: purity (no input mutated, values and version counters), binary spikes and finite
-state, no autograd history kept in the carry (nothing grows across steps), determinism within a
+state, no autograd history kept in the carry (nothing grows across steps), even from params, data
+or a tensor lr that require grad, on the fused eager path and the torch.func path; a Python
+hyperparameter accepted exactly when finite in float32 and in range; determinism within a
 process and across processes, vmap equals the loop, and the SpikingJelly oracle where it exists
 (sampled, see also the per-method suites). ``HYPOTHESIS_PROFILE=long`` runs many more examples.
 """
@@ -87,6 +89,95 @@ def test_run_is_pure_and_keeps_no_graph(name: str, s: dict) -> None:
         assert leaf.grad_fn is None and not leaf.requires_grad
     assert outs.loss.shape == (s["T"],) and outs.y.shape == (s["T"], s["batch"], s["n_out"])
     assert all(torch.isfinite(leaf).all() for leaf in tree.leaves(new_carry) if leaf.is_floating_point())
+
+
+def autograd_nodes(*trees) -> int:
+    """The autograd graph nodes reachable from the tensor leaves of ``trees`` (0: no graph at all)."""
+    seen, todo = set(), [leaf.grad_fn for leaf in tree.leaves(trees) if leaf.grad_fn is not None]
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
+    return len(seen)
+
+
+def _requiring_grad(params):
+    """``params`` as ``torch.nn.Parameter``s (they require grad), as taken from a ``torch.nn`` module."""
+    return tree.map(lambda p: torch.nn.Parameter(p.detach().clone()), params)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fused_path", "torch_func_path"])
+@pytest.mark.parametrize("name", (*LEARNERS, "forward"))
+@given(s=shapes, x_grad=st.booleans(), lr_grad=st.booleans())
+@settings(max_examples=6)
+def test_inputs_that_require_grad_leave_no_graph_in_any_carry_or_output(name: str, fast: bool, s: dict,
+                                                                        x_grad: bool, lr_grad: bool) -> None:
+    """Params from a torch.nn module (requiring grad), data and a tensor lr that require grad: after every
+    run and step, no leaf of the carry or the outputs has a grad_fn or requires grad, and the autograd
+    graph reachable from them stays empty over sequences (nothing grows). ``fast=False`` forces the
+    torch.func path (``torch.func.grad``, ``tree.map``) where the eager shortcuts would apply."""
+    from purelearn.online import _fused, _grad
+
+    lr = torch.tensor(0.05, dtype=s["dtype"], requires_grad=True) if lr_grad else 0.05
+    if name == "forward":
+        model, _ = build("fptt", s["n_in"], s["hidden"], s["n_out"])
+        learner = online.forward(model, F.mse_loss)
+    else:
+        model, learner = build(name, s["n_in"], s["hidden"], s["n_out"], lr=lr)
+    x, y = data(s)
+    if x_grad:
+        x = x.clone().requires_grad_()
+    params, states = model.init(torch.Generator().manual_seed(s["seed"]), x[0].detach())
+    with pytest.MonkeyPatch.context() as patch:
+        if not fast:
+            patch.setattr(_grad, "eager_applies", lambda *trees: False)
+            patch.setattr(_fused, "eager_applies", lambda *trees: False)
+        carry = learner.init(_requiring_grad(params), states)
+        assert autograd_nodes(carry) == 0 and not any(leaf.requires_grad for leaf in tree.leaves(carry))
+        for _ in range(3):
+            carry, outs = learner.run(carry, x, y)
+            assert autograd_nodes(carry, outs) == 0
+            assert not any(leaf.requires_grad for leaf in tree.leaves((carry, outs)))
+        # a step on a carry whose params require grad again (a hand-made carry): nothing recorded either
+        one = slice(0, 1) if name.endswith("_window") or name == "bptt" else 0
+        carry, out = learner.step(carry._replace(params=_requiring_grad(carry.params)), x[one], y[one])
+        assert autograd_nodes(carry, out) == 0
+        assert not any(leaf.requires_grad for leaf in tree.leaves(out))
+
+
+#: Python-number hyperparameters with their rule: (build with one value, lowest accepted, bound open, divides).
+HYPERPARAMETER_RULES = {
+    "sgd lr": (lambda v: optim.sgd(lr=v), 0.0, False, False),
+    "adam eps": (lambda v: optim.adam(eps=v), 0.0, False, False),
+    "clip max_norm": (lambda v: optim.clip_by_global_norm(v), 0.0, True, False),
+    "LIF v_threshold": (lambda v: neurons.LIF(v_threshold=v), None, False, False),
+    "LIF tau": (lambda v: neurons.LIF(tau=v), 1.0, True, False),
+    "fptt alpha": (lambda v: online.fptt(build("fptt", 2, 2, 2)[0], F.mse_loss, optim.sgd(0.1), alpha=v), 0.0, True,
+                   True),
+    "fptt_dual rho": (lambda v: online.fptt_dual(build("fptt", 2, 2, 2)[0], F.mse_loss, optim.sgd(0.1), rho=v), None,
+                      False, False),
+}
+
+
+@pytest.mark.parametrize("owner", sorted(HYPERPARAMETER_RULES))
+@given(value=st.one_of(st.floats(), st.floats(-1e40, 1e40), st.floats(-1e-36, 1e-36),
+                       st.sampled_from([1e-300, 5e-324, 3.5e38, -3.5e38, 1e300])))
+def test_a_python_hyperparameter_is_accepted_exactly_when_finite_in_float32_and_in_range(owner: str,
+                                                                                         value: float) -> None:
+    import math
+
+    from purelearn import validate
+
+    build, low, low_open, divides = HYPERPARAMETER_RULES[owner]
+    ok = math.isfinite(value) and abs(value) <= validate.FLOAT32_MAX and (
+        low is None or (value > low if low_open else value >= low)) and not (
+        divides and value != 0 and abs(value) < validate.FLOAT32_TINY)
+    if ok:
+        build(value)
+    else:
+        with pytest.raises(ValueError, match=r"`\w+` must be a finite number"):
+            build(value)
 
 
 @pytest.mark.parametrize("name", [n for n in LEARNERS if n != "bptt"])

@@ -12,6 +12,7 @@ import importlib
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -434,3 +435,81 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_cleans_up_after_itsel
         result = app.fit(app.Config(), resume=str(folder), epochs=done + 1, plot=False)
     assert result.metrics["epochs_completed"] == done + 1
     assert sorted(os.listdir(folder)) == [report.CHECKPOINT, report.METRICS]
+
+
+# ----------------------------------------------------------------------------- a file system that stops taking writes
+
+
+def _fail_writes_of(monkeypatch, name, error, after=0, call="replace"):
+    """Make ``os.replace`` onto a file called ``name`` (or, with ``call="fsync"``, every ``os.fsync`` of a
+    file) raise ``OSError(error)`` after ``after`` successful ones: a disk that fills up, a file system
+    that turns read-only, mid-run."""
+    real, done = getattr(os, call), []
+
+    def failing(*args, **kwargs):
+        if call == "fsync" or os.path.basename(args[1]) == name:
+            done.append(args)
+            if len(done) > after:
+                raise OSError(error, os.strerror(error))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(os, call, failing)
+
+
+@pytest.mark.parametrize("call", ["replace", "fsync"])
+def test_a_full_disk_at_a_checkpoint_keeps_the_last_good_one_exits_4_and_the_run_resumes(tmp_path, capsys,
+                                                                                          monkeypatch, call):
+    import errno
+
+    folder = tmp_path / "run"
+    _fail_writes_of(monkeypatch, report.CHECKPOINT, errno.ENOSPC, after=1, call=call)
+    code, _, err = _run(capsys, "train", "--epochs", "3", *TINY, "--out", str(folder))
+    _one_line_error(code, err, expected_code=4)
+    assert (f"could not write {folder / report.CHECKPOINT}: no space left on the device (the disk is full); ENOSPC; "
+            f"epoch 2 was not saved; the last good checkpoint (epoch 1) is kept in {folder}: free space (or make "
+            f"the folder writable) and continue with --resume {folder}") in err
+    monkeypatch.undo()
+    assert checkpoint.load(folder / report.CHECKPOINT)["epoch"] == 1  # intact, verified by its hash
+    assert sorted(os.listdir(folder)) == [report.CHECKPOINT]  # no temporary file, no lock left behind
+    code, _, err = _run(capsys, "train", "--resume", str(folder), "--epochs", "2", "--no-plot", "--quiet")
+    assert code == 0, err
+
+
+def test_a_read_only_file_system_at_the_metrics_is_one_line_and_the_checkpoint_is_kept(tmp_path, capsys,
+                                                                                    monkeypatch):
+    import errno
+
+    folder = tmp_path / "run"
+    _fail_writes_of(monkeypatch, report.METRICS, errno.EROFS)
+    code, _, err = _run(capsys, "train", "--epochs", "1", *TINY, "--out", str(folder))
+    _one_line_error(code, err, expected_code=4)
+    assert (f"could not write {folder / report.METRICS}: the file system is read-only; EROFS; the last good "
+            f"checkpoint (epoch 1) is kept in {folder}") in err
+    assert sorted(os.listdir(folder)) == [report.CHECKPOINT]  # metrics.json.tmp removed
+
+
+def test_storage_errors_say_the_reason_and_survive_a_process_boundary():
+    import errno
+    import pickle
+
+    from purelearn.app.errors import StorageError, describe_os_error
+
+    assert describe_os_error(OSError(errno.EDQUOT, "Disk quota exceeded")) == "the disk quota is exceeded; EDQUOT"
+    assert describe_os_error(OSError(errno.EXDEV, "Invalid cross-device link")) == "Invalid cross-device link; EXDEV"
+    err = pickle.loads(pickle.dumps(StorageError("could not write x: full", errno.ENOSPC)))  # compare's children
+    assert isinstance(err, OSError) and err.errno == errno.ENOSPC and str(err) == "could not write x: full"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.pop("epoch"), r"is not a run's checkpoint: key\(s\) \['epoch'\] missing"),
+    (lambda s: s.update(history="x"), r"'history' must be a list of one row per epoch done \(1\)"),
+    (lambda s: s.update(carry={"a": [[[[[torch.zeros(1)]]]]]}), r"holds a dict"),
+])
+def test_a_hand_made_checkpoint_is_one_line_on_the_command_line(capsys, trained, change, message):
+    path = trained / report.CHECKPOINT
+    state = checkpoint.load(path)
+    change(state)
+    checkpoint.save(path, state)  # a valid hash: only the contents are wrong
+    code, _, err = _run(capsys, "train", "--resume", str(trained), "--epochs", "2")
+    _one_line_error(code, err)
+    assert re.search(rf"error: checkpoint .*{message}", err), err

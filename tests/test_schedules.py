@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import doctest
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -474,8 +475,9 @@ def test_compiled_update_with_schedules_equals_eager_and_never_recompiles(fresh_
         (lambda: schedules.join([schedules.constant(1.0)] * 2, []), ValueError, r"`boundaries` must be a sequence of"),
         (lambda: schedules.join([schedules.constant(1.0)] * 3, [5, 2]), ValueError, r"non-decreasing, got \[5, 2\]"),
         (lambda: optim.sgd(lambda: 0.1), TypeError, r"sgd: `lr` is callable, so it must be a schedule f\(count\)"),
-        (lambda: optim.sgd(lambda c: -0.1), ValueError, r"sgd: `lr\(count\)` must be >= 0, got -0.1"),
-        (lambda: optim.adam(betas=(0.9, lambda c: 1.0)), ValueError, r"`betas\[1\]\(count\)` must be in \[0, 1\)"),
+        (lambda: optim.sgd(lambda c: -0.1), ValueError, r"sgd: `lr\(count\)` must be a finite number >= 0, got -0.1"),
+        (lambda: optim.adam(betas=(0.9, lambda c: 1.0)), ValueError,
+         r"`betas\[1\]\(count\)` must be a finite number in \[0, 1\)"),
         (lambda: optim.adamw(lambda c: torch.ones(2)), ValueError, r"adamw: `lr\(count\)` must be a number or a one-"),
         (lambda: optim.clip_by_global_norm(lambda c: "1"), TypeError, r"`max_norm\(count\)` must be a Python number"),
     ],
@@ -483,6 +485,41 @@ def test_compiled_update_with_schedules_equals_eager_and_never_recompiles(fresh_
 def test_bad_input_raises_naming_the_argument(build: Callable[[], Any], exc: type[Exception], message: str) -> None:
     with pytest.raises(exc, match=message):
         build()
+
+
+#: Every Python-number argument of every schedule: (build with one value, the argument's name).
+SCHEDULE_NUMBERS: list[tuple[Callable[[Any], Any], str]] = [
+    (lambda v: schedules.constant(v), "value"),
+    (lambda v: schedules.cosine_decay(v, 10), "init_value"),
+    (lambda v: schedules.cosine_decay(0.1, 10, alpha=v), "alpha"),
+    (lambda v: schedules.linear(v, 0.0, 10), "init_value"),
+    (lambda v: schedules.linear(0.1, v, 10), "end_value"),
+    (lambda v: schedules.warmup_cosine_decay(v, 2, 10), "peak_value"),
+    (lambda v: schedules.warmup_cosine_decay(0.1, 2, 10, init_value=v), "init_value"),
+    (lambda v: schedules.warmup_cosine_decay(0.1, 2, 10, end_value=v), "end_value"),
+]
+SCHEDULE_COUNTS: list[tuple[Callable[[Any], Any], str]] = [
+    (lambda n: schedules.cosine_decay(0.1, n), "decay_steps"),
+    (lambda n: schedules.cosine_decay(0.1, 10, every=n), "every"),
+    (lambda n: schedules.linear(0.1, 0.0, n), "transition_steps"),
+    (lambda n: schedules.warmup_cosine_decay(0.1, n, 2**63 - 1), "warmup_steps"),
+    (lambda n: schedules.join([schedules.constant(1.0)] * 2, [n]), r"boundaries\[0\]"),
+]
+
+
+@pytest.mark.parametrize("build, name", SCHEDULE_NUMBERS)
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, 1e300])
+def test_non_finite_python_number_is_refused_when_built(build: Callable[[Any], Any], name: str, value: float) -> None:
+    with pytest.raises(ValueError, match=rf"^\w+: `{name}` must be a finite number.*got {re.escape(repr(value))}$"):
+        build(value)
+
+
+@pytest.mark.parametrize("build, name", SCHEDULE_COUNTS)
+@pytest.mark.parametrize("value, exc", [(1.5, TypeError), (True, TypeError), (2**63, ValueError)])
+def test_count_that_is_no_int64_is_refused_not_truncated(build: Callable[[Any], Any], name: str, value: Any,
+                                                         exc: type[Exception]) -> None:
+    with pytest.raises(exc, match=rf"^\w+: `{name}` must be an int"):
+        build(value)
 
 
 def test_tensor_arguments_are_not_range_checked() -> None:
@@ -497,5 +534,5 @@ def test_a_scheduled_python_number_is_checked_at_every_update() -> None:
     state = opt.init(params)
     for _ in range(2):
         _, state = opt.update(params, state, params)
-    with pytest.raises(ValueError, match=r"sgd: `lr\(count\)` must be >= 0, got -0.1"):
+    with pytest.raises(ValueError, match=r"sgd: `lr\(count\)` must be a finite number >= 0, got -0.1"):
         opt.update(params, state, params)

@@ -280,6 +280,14 @@ def test_randman_spec_loads_binned_and_split(tmp_path):
         data.load("randman:classes=x")
 
 
+@pytest.mark.parametrize("seed, got", [(1.5, "float 1.5"), (True, "bool True"), (-1, "-1"),
+                                       (2**64, "18446744073709551616")])
+def test_randman_seed_of_the_wrong_type_or_range_is_refused_naming_seed(seed, got):
+    with pytest.raises(ValueError, match=rf"^randman: `seed` must be an int (>= 0|in \[0, 2\*\*63 - 1\]) \(a seed\), "
+                                         rf"got {got}$"):
+        data.randman(classes=2, units=2, samples=1, seed=seed)
+
+
 @given(_samples(), st.lists(st.integers(0, 4), max_size=7))
 def test_selecting_raw_samples_equals_a_per_sample_loop(sample, picks):
     times, units, *_ = sample

@@ -11,10 +11,12 @@
 Every flag of a run is a :class:`Config` field (``--batch-size`` is ``batch_size``); the errors of
 the configuration name fields, and :func:`flag_message` turns them into flags. Errors in the
 arguments, the data, a checkpoint or a run folder (locked by another process, holding a run that
-only ``--overwrite`` may replace) are one line on stderr and exit code 2; a run that diverged (a
-non-finite loss: the last good checkpoint is kept) is one line and exit code 3; a ``compare`` in
-which some algorithm failed exits 1; an interrupt 130. ``PURELEARN_DEBUG=1`` shows the traceback
-instead.
+only ``--overwrite`` may replace, a run too large for the machine's memory) are one line on stderr
+and exit code 2; a run that diverged (a non-finite loss: the last good checkpoint is kept) is one
+line and exit code 3; an output that could not be written (a full disk, a file system turned
+read-only: the last good checkpoint is kept) one line and exit code 4; a ``compare`` in which some
+algorithm failed exits 1; an interrupt 130. ``PURELEARN_DEBUG=1`` (or ``true``, ``yes``, ``on``)
+shows the traceback instead; ``0``, ``false``, ``no``, ``off`` or empty do not.
 """
 
 from __future__ import annotations
@@ -34,22 +36,28 @@ import torch
 from .. import checkpoint, data, models
 from . import registry, report, task
 from .compare import compare, configs_for
-from .config import Config
-from .errors import ConfigError, DivergedError
+from .config import INT_MAX, Config
+from .errors import ConfigError, DivergedError, StorageError
 from .loop import fit
-from .sweeps import SWEEPABLE, parse_values, sweep_fit
+from .sweeps import MAX_CONFIGS, SWEEPABLE, parse_values, sweep_fit
 
 __all__ = ["main", "build_parser", "flag", "flag_message"]
 
 EXIT_USAGE = 2
 #: A run that stopped at a non-finite loss (:class:`DivergedError`).
 EXIT_DIVERGED = 3
+#: An output that could not be written: a full disk, a read-only file system (:class:`StorageError`).
+EXIT_STORAGE = 4
+#: The most torch threads ``--threads`` takes (torch refuses more than a C int, and starts them lazily).
+MAX_THREADS = 4096
+#: Values of ``PURELEARN_DEBUG`` (lower case, stripped) that show tracebacks, and those that do not.
+DEBUG_ON, DEBUG_OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 RESUMABLE = {"epochs", "out", "no_plot", "quiet", "resume", "threads", "overwrite", "allow_changed_data"}
 FIELDS = {f.name for f in dataclasses.fields(Config)}
 #: Names in messages whose flag is not ``--`` + the name with dashes (``out_dir``), or that are
 #: arguments of ``fit`` / ``compare`` rather than config fields.
 _FLAGS = {"out_dir": "--out", "resume": "--resume", "overwrite": "--overwrite",
-          "allow_changed_data": "--allow-changed-data"}
+          "allow_changed_data": "--allow-changed-data", "max_configs": "--max-configs"}
 DEFAULTS = Config()
 
 
@@ -77,8 +85,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=30, width=100)
 
 
-def _bounded(text: str, convert: type, low: float, strict: bool) -> Any:
-    """``convert(text)`` if it is finite and above ``low`` (``>`` when ``strict``, else ``>=``)."""
+def _bounded(text: str, convert: type, low: float, strict: bool, high: int = INT_MAX) -> Any:
+    """``convert(text)`` if it is finite and above ``low`` (``>`` when ``strict``, else ``>=``); an
+    integer also at most ``high`` (default 2**63 − 1, torch's int64)."""
     relation = f"{'>' if strict else '>='} {low:g}"
     parsed, finite = ("an integer", "an integer") if convert is int else ("a number", "a finite number")
     try:
@@ -87,11 +96,15 @@ def _bounded(text: str, convert: type, low: float, strict: bool) -> Any:
         raise argparse.ArgumentTypeError(f"expected {parsed} {relation}, got {text!r}") from None
     if not (v > low if strict else v >= low) or v == float("inf"):
         raise argparse.ArgumentTypeError(f"expected {finite} {relation}, got {text!r}")
+    if convert is int and v > high:
+        top = f"{high} (2**63 - 1)" if high == INT_MAX else str(high)
+        raise argparse.ArgumentTypeError(f"expected an integer in {low:g}..{top}, got {text!r}")
     return v
 
 
 _positive_int = functools.partial(_bounded, convert=int, low=1, strict=False)
 _nonneg_int = functools.partial(_bounded, convert=int, low=0, strict=False)
+_threads = functools.partial(_bounded, convert=int, low=1, strict=False, high=MAX_THREADS)
 _nonneg_float = functools.partial(_bounded, convert=float, low=0, strict=False)
 _positive_float = functools.partial(_bounded, convert=float, low=0, strict=True)
 
@@ -173,8 +186,9 @@ def _add_run_options(p: argparse.ArgumentParser, sweep: bool = False, compare: b
         h.add_argument("--seed", type=_nonneg_int, default=None,
                        help=f"seed of the initial parameters (and of the data order unless --data-seed) "
                             f"(default: {DEFAULTS.seed})")
+    beta = registry.defaults("fptt-dual", "rate", 16)["beta"]
     h.add_argument("--beta", type=_positive_float, default=None,
-                   help=f"FPTT-dual running-mean rate (default: {DEFAULTS.beta:g})")
+                   help=f"FPTT-dual running-mean rate (default: {beta:g})")
     (seq_window, other_window), (seq_red, other_red), (seq_sf, other_sf) = (
         _per_data(name) for name in ("window", "reduction", "second_forward"))
     h.add_argument("--window", type=_positive_int, default=None,
@@ -212,9 +226,9 @@ def _add_run_options(p: argparse.ArgumentParser, sweep: bool = False, compare: b
                    help="seed of the data order and spike draws (default: --seed; sweeps: 0)")
     r = p.add_argument_group("running")
     r.add_argument("--device", default=None, help=f"torch device, e.g. cpu or cuda:0 (default: {DEFAULTS.device})")
-    r.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch intra-op CPU threads (default: 1: the networks here are small, and one thread is "
-                        "fastest and does not oversubscribe a shared machine)")
+    r.add_argument("--threads", type=_threads, default=None,
+                   help=f"torch intra-op CPU threads, at most {MAX_THREADS} (default: 1: the networks here are small, "
+                        "and one thread is fastest and does not oversubscribe a shared machine)")
     if not sweep:
         r.add_argument("--compile", action="store_true", default=None,
                        help="compile the learner's steps with torch.compile (slow to start on CPU; same numbers)")
@@ -274,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--out", default=None, metavar="DIR",
                     help="output folder (default: runs/sweep-ALGO-DATA-TIMESTAMP)")
     so.add_argument("--overwrite", action="store_true", help="replace the sweep that --out already holds")
+    so.add_argument("--max-configs", type=_positive_int, default=MAX_CONFIGS, metavar="N",
+                    help="refuse a grid of more than N configurations (one vmapped program holds them all at once; "
+                         f"the memory estimate still applies) (default: {MAX_CONFIGS})")
     so.add_argument("--no-plot", action="store_true", help="do not write sweep.png")
     so.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -392,13 +409,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     _check_data(args.data)
-    axes = {name: parse_values(name, getattr(args, name), integer=name == "seed")
+    axes = {name: parse_values(name, getattr(args, name), integer=name == "seed", max_values=args.max_configs)
             for name in SWEEPABLE if getattr(args, name) is not None}
     if not axes:
         raise UsageError("sweep: give at least one of --lr, --alpha, --tau, --seed with a list of values")
     config = _config_from(args, skip=SWEEPABLE).validate()
     out = args.out or _default_out(f"sweep-{config.algo}", config.data)
-    result = sweep_fit(config, axes, out, stream=_progress(args), plot=not args.no_plot, overwrite=args.overwrite)
+    result = sweep_fit(config, axes, out, stream=_progress(args), plot=not args.no_plot, overwrite=args.overwrite,
+                       max_configs=args.max_configs)
     rows = sorted(result["rows"], key=lambda r: r["rank"])
     names = result["axes"]
     print(report.table(["rank", *names, "test acc %", "test loss", "train acc %", "train loss"],
@@ -471,6 +489,27 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def debug_tracebacks(value: str | None = None) -> bool | None:
+    """Whether ``PURELEARN_DEBUG`` (or ``value``) asks for tracebacks: True for ``1``, ``true``, ``yes``,
+    ``on``; False for ``0``, ``false``, ``no``, ``off``, empty or unset (any case, spaces ignored);
+    None for anything else."""
+    value = os.environ.get("PURELEARN_DEBUG", "") if value is None else value
+    value = value.strip().lower()
+    return True if value in DEBUG_ON else False if value in DEBUG_OFF else None
+
+
+def _out_of_memory(err: RuntimeError) -> bool:
+    """Whether ``err`` is torch's failure to allocate (CUDA's ``OutOfMemoryError``, the CPU allocator's
+    ``can't allocate memory``)."""
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "can't allocate memory" in str(err)
+
+
+def _exit_code(err: BaseException) -> int:
+    if isinstance(err, DivergedError):
+        return EXIT_DIVERGED
+    return EXIT_STORAGE if isinstance(err, StorageError) else EXIT_USAGE
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``purelearn`` and ``python -m purelearn``; returns the exit code."""
     parser = build_parser()
@@ -480,6 +519,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     command = {"train": _cmd_train, "sweep": _cmd_sweep, "compare": _cmd_compare, "data": _cmd_data}[args.command]
     prog = f"purelearn {args.command}"
+    debug = debug_tracebacks()
+    if debug is None:
+        sys.stderr.write(f"{prog}: warning: PURELEARN_DEBUG={os.environ.get('PURELEARN_DEBUG')!r} is neither on "
+                         f"({', '.join(DEBUG_ON)}) nor off ({', '.join(repr(v) for v in DEBUG_OFF)}); "
+                         "tracebacks stay off\n")
     threads = torch.get_num_threads()
     torch.set_num_threads(getattr(args, "threads", None) or 1)
     try:
@@ -490,17 +534,21 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"\n{prog}: interrupted; the last checkpoint (if any) is in the output folder: "
                          "continue with purelearn train --resume DIR\n")
         return 130
-    except (UsageError, ValueError, TypeError, FileNotFoundError, PermissionError, ImportError,
-            checkpoint.CheckpointError, DivergedError) as err:
-        if os.environ.get("PURELEARN_DEBUG"):
+    except (UsageError, ValueError, TypeError, OSError, ImportError, checkpoint.CheckpointError,
+            DivergedError) as err:
+        if debug:
             raise
         message = " ".join(str(err).split()) or type(err).__name__
-        if isinstance(err, (ConfigError, DivergedError)):
+        if isinstance(err, (ConfigError, DivergedError, StorageError)):
             message = flag_message(message)
         sys.stderr.write(f"{prog}: error: {message}\n")
-        return EXIT_DIVERGED if isinstance(err, DivergedError) else EXIT_USAGE
-    except torch.cuda.OutOfMemoryError as err:  # pragma: no cover - needs a GPU
-        sys.stderr.write(f"{prog}: error: out of GPU memory ({' '.join(str(err).split())[:200]})\n")
+        return _exit_code(err)
+    except RuntimeError as err:  # torch.OutOfMemoryError (CUDA) is one too
+        if debug or not _out_of_memory(err):
+            raise
+        where = "GPU" if isinstance(err, torch.cuda.OutOfMemoryError) else "CPU"
+        sys.stderr.write(f"{prog}: error: out of {where} memory, beyond the estimate checked before the run (a "
+                         f"lower bound): lower --T, --hidden or --batch-size ({' '.join(str(err).split())[:160]})\n")
         return EXIT_USAGE
     finally:
         torch.set_num_threads(threads)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .. import data
-from . import lock, registry, report
+from . import lock, memory, registry, report
 from .config import Config
 from .errors import ConfigError
 
@@ -42,7 +42,8 @@ def default_algorithms(config: Config) -> list[str]:
 
 def configs_for(base: Config, algos: Sequence[str] | None = None) -> list[Config]:
     """``base`` once per algorithm (default: :func:`default_algorithms`); an option that only some
-    algorithms take (``window``, ``k``, ...) is kept for those and cleared for the others."""
+    algorithms take (``alpha``, ``beta``, ``window``, ``k``, ...: :data:`registry.OPTIONS`) is kept for
+    those and cleared for the others."""
     algos = default_algorithms(base) if algos is None else list(algos)
     for algo in algos:
         registry.algorithm(algo)
@@ -51,8 +52,7 @@ def configs_for(base: Config, algos: Sequence[str] | None = None) -> list[Config
 
 
 def _options_refused_by(algo: str) -> set[str]:
-    return {name for spec in registry.ALGORITHMS.values() for name in spec.options} - set(
-        registry.ALGORITHMS[algo].options)
+    return {name for name in registry.OPTIONS if not registry.takes(algo, name)}
 
 
 def _fit_in_child(config: dict[str, Any], out_dir: str, progress: bool, plot: bool, threads: int,
@@ -97,10 +97,19 @@ def compare(configs: Sequence[Config], out_dir: str, *, stream: TextIO | None = 
     and the runs' progress goes to stderr.
     Writes ``compare.csv`` and ``compare.json`` (with every config) to ``out_dir``. Earlier results in
     ``out_dir`` or an ``out_dir/ALGO`` are refused (``ConfigError`` on ``out_dir``, before any
-    training) unless ``overwrite``; ``out_dir`` is locked while the runs go on.
+    training) unless ``overwrite``, and so is a config that is invalid or too large for the memory
+    (:mod:`purelearn.app.memory`); ``out_dir`` is locked while the runs go on.
     """
+    from .loop import setup  # the parent stays light: only the runs train
+
     for config in configs:
         config.validate()
+        try:
+            setup(config)  # its memory estimated: a run too large is refused before any run starts
+        except memory.TooLarge:
+            raise
+        except Exception:  # noqa: BLE001 - any other problem of a run is that run's row
+            pass
     report.check_out_dir(out_dir)
     with lock.hold(out_dir):
         if not overwrite:
@@ -126,8 +135,9 @@ def _compare(configs: Sequence[Config], out_dir: str, stream: TextIO | None, plo
                 rows.append({"algo": config.algo, "error": message})
                 if stream is not None:
                     stream.write(f"== {config.algo} failed: {message}\n")
-    report.write_csv(os.path.join(out_dir, "compare.csv"), FIELDS, rows)
-    report.write_json(os.path.join(out_dir, report.COMPARE),
-                      {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-                       "configs": {config.algo: config.to_dict() for config in configs}, "rows": rows})
+    with report.writing(os.path.join(out_dir, "compare.*"), f"each run's own results are in {out_dir}/ALGO"):
+        report.write_csv(os.path.join(out_dir, "compare.csv"), FIELDS, rows)
+        report.write_json(os.path.join(out_dir, report.COMPARE),
+                          {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+                           "configs": {config.algo: config.to_dict() for config in configs}, "rows": rows})
     return rows

@@ -23,11 +23,16 @@ from .. import data, models
 from . import registry, task
 from .errors import ConfigError
 
-__all__ = ["Config", "ConfigError", "from_stored", "check_tau"]
+__all__ = ["INT_MAX", "DEVICE_TYPES", "Config", "ConfigError", "from_stored", "check_tau"]
 
-#: Integer fields and their least allowed value.
+#: Integer fields and their least allowed value; every one is at most :data:`INT_MAX`.
 _INTEGERS = {"epochs": 1, "batch_size": 1, "T": 1, "k": 1, "hidden": 1, "limit": 1, "window": 1, "warmup": 0,
              "seed": 0, "data_seed": 0}
+#: The largest integer a field may hold: torch's int64 (seeds reach ``torch.Generator.manual_seed``;
+#: sizes such as ``T`` and ``hidden`` are refused far below it, by the memory estimate of a run).
+INT_MAX = 2**63 - 1
+#: The device types a run can train on (``meta`` holds shapes, no values).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 #: Number fields and their bound: (low, strict).
 _NUMBERS = {"lr": (0.0, True), "alpha": (0.0, True), "beta": (0.0, True), "tau": (0.0, True), "clip": (0.0, False)}
 
@@ -36,8 +41,12 @@ _NUMBERS = {"lr": (0.0, True), "alpha": (0.0, True), "beta": (0.0, True), "tau":
 class Config:
     """Everything that defines a training run (stored in checkpoints and metrics.json).
 
-    ``None`` means "the default for this algorithm/data" and is resolved by :meth:`resolved`.
-    ``warmup``: epochs of linear learning-rate warm-up before the schedule (0: none).
+    ``None`` means "the default for this algorithm/data" and is resolved by :meth:`resolved`; an
+    option that only some algorithms take (``alpha``, ``beta``, ``window``, ``reduction``,
+    ``second_forward``, ``k``: :data:`registry.OPTIONS`) must be ``None`` for the others, and stays
+    ``None`` when resolved. ``warmup``: epochs of linear learning-rate warm-up before the schedule
+    (0: none). Integers are at most :data:`INT_MAX`; ``device`` one of :data:`DEVICE_TYPES` that
+    this machine has.
     """
 
     algo: str = "fptt"
@@ -47,7 +56,7 @@ class Config:
     batch_size: int | None = None
     lr: float | None = None
     alpha: float | None = None
-    beta: float = 0.5
+    beta: float | None = None
     optimizer: str = "adam"
     clip: float | None = None
     schedule: str = "cosine"
@@ -90,11 +99,9 @@ class Config:
         for name, allowed in choices.items():
             if getattr(self, name) is not None:
                 _check_choice(name, getattr(self, name), allowed)
-        for name in optional:
-            takers = registry.takers(name)
-            if takers and getattr(self, name) is not None and self.algo not in takers:
-                raise ConfigError(name, f"`{name}` only applies to `algo` {' or '.join(takers)}, "
-                                        f"got `algo` {self.algo}")
+        for name in registry.OPTIONS:  # one rule for every option of some algorithms: given to another, refused
+            if getattr(self, name) is not None:
+                registry.check_takes(self.algo, name)
         for name, low in _INTEGERS.items():
             if not (name in optional and getattr(self, name) is None):
                 _check_integer(name, getattr(self, name), low)
@@ -134,13 +141,17 @@ def check_tau(model: str, tau: float) -> None:
 def from_stored(stored: dict[str, Any]) -> Config:
     """The run config stored in a checkpoint. One written before an algorithm option existed ran with
     the option's per-step form (the defaults on rate-coded data: FPTT and FPTT-dual per step in
-    SpikingJelly's form) and predicted with its loss weights: it is resumed so."""
+    SpikingJelly's form) and predicted with its loss weights: it is resumed so. Options of other
+    algorithms that earlier versions stored (``alpha`` and ``beta`` of a BPTT run) are cleared."""
     stored = dict(stored)
     stored.setdefault("predict", stored.get("weighting"))
     if stored.get("algo") in registry.ALGORITHMS:
         legacy = registry.defaults(stored["algo"], "rate", stored.get("T") or 1)
         for name in registry.ALGORITHMS[stored["algo"]].options:
             stored.setdefault(name, legacy[name])
+        for name in registry.OPTIONS:  # earlier versions stored e.g. alpha and beta for every algorithm
+            if not registry.takes(stored["algo"], name):
+                stored[name] = None
     return Config.from_dict(stored)
 
 
@@ -150,8 +161,10 @@ def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 
 def _check_integer(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(name, f"`{name}` must be an integer >= {low}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= INT_MAX:
+        too_large = isinstance(value, int) and not isinstance(value, bool) and value > INT_MAX
+        bound = f"in {low}..{INT_MAX} (2**63 - 1)" if too_large else f">= {low}"
+        raise ConfigError(name, f"`{name}` must be an integer {bound}, got {value!r}")
 
 
 def _check_number(name: str, value: Any, low: float, strict: bool) -> None:
@@ -161,12 +174,30 @@ def _check_number(name: str, value: Any, low: float, strict: bool) -> None:
         raise ConfigError(name, f"`{name}` must be a number {bound}, got {value!r}")
 
 
-def _check_device(name: str) -> None:
+def _check_device(name: Any) -> None:
+    """``ConfigError`` on ``device`` unless it names a device of :data:`DEVICE_TYPES` that this machine has."""
     try:
         device = torch.device(name)
-    except (RuntimeError, TypeError):
+    except (RuntimeError, TypeError, ValueError):
         raise ConfigError("device", f"`device` must be a torch device such as cpu or cuda:0, got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", f"`device` {name}: CUDA is not available on this machine")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("device", f"`device` {name}: MPS is not available on this machine")
+    if device.type == "meta":
+        raise ConfigError("device", f"`device` {name}: a meta device holds shapes, not values, so nothing can be "
+                                    f"trained on it; use {', '.join(DEVICE_TYPES)} (cuda:N for the N-th GPU)")
+    if device.type not in DEVICE_TYPES:
+        raise ConfigError("device", f"`device` {name}: purelearn trains on {', '.join(DEVICE_TYPES)} (cuda:N for "
+                                    f"the N-th GPU), got a {device.type} device")
+    if device.type == "cpu" and device.index not in (None, 0):
+        raise ConfigError("device", f"`device` {name}: the CPU is one device, cpu (torch.set_num_threads, "
+                                    "`threads` on the command line, sets how many cores it uses)")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError("device", f"`device` {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= count:
+            raise ConfigError("device", f"`device` {name}: this machine has {count} CUDA device(s), "
+                                        f"cuda:0..cuda:{count - 1}")
+    if device.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError("device", f"`device` {name}: MPS is not available on this machine")
+        if device.index not in (None, 0):
+            raise ConfigError("device", f"`device` {name}: MPS has one device, mps or mps:0")

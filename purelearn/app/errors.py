@@ -4,6 +4,7 @@
 ``ConfigError``     a configuration value that is not allowed (names its field)   one line, exit 2
 ``RunInUseError``   the run folder is locked by another live process              one line, exit 2
 ``DivergedError``   training reached a non-finite loss or carry; stopped          one line, exit 3
+``StorageError``    an output could not be written (disk full, read-only, ...)    one line, exit 4
 ================== ============================================================= ==================
 
 A checkpoint that cannot be used is :class:`purelearn.checkpoint.CheckpointError` (one line, exit 2).
@@ -11,7 +12,10 @@ A checkpoint that cannot be used is :class:`purelearn.checkpoint.CheckpointError
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "RunInUseError", "DivergedError"]
+import errno
+import os
+
+__all__ = ["ConfigError", "RunInUseError", "DivergedError", "StorageError", "describe_os_error"]
 
 
 class ConfigError(ValueError):
@@ -47,3 +51,36 @@ class DivergedError(FloatingPointError):
 
     def __reduce__(self) -> tuple[type, tuple[str, int | None, int | None]]:
         return type(self), (str(self), self.epoch, self.batch)
+
+
+#: What the command line says for the errnos of a file system that stops taking writes.
+_REASONS = {errno.ENOSPC: "no space left on the device (the disk is full)",
+            errno.EROFS: "the file system is read-only",
+            errno.EDQUOT: "the disk quota is exceeded",
+            errno.EFBIG: "the file is too large for the file system",
+            errno.EIO: "an input/output error (a failing disk or a lost network file system)",
+            errno.EACCES: "permission denied", errno.EPERM: "operation not permitted"}
+
+
+def describe_os_error(err: OSError) -> str:
+    """``err`` in words, with its errno's name (``no space left on the device (the disk is full); ENOSPC``)."""
+    name = errno.errorcode.get(err.errno, "") if err.errno is not None else ""
+    reason = _REASONS.get(err.errno, err.strerror or (os.strerror(err.errno) if err.errno else str(err) or
+                                                       type(err).__name__))
+    return f"{reason}{f'; {name}' if name else ''}"
+
+
+class StorageError(OSError):
+    """An output of a run (its checkpoint, ``metrics.json``, a plot, a sweep's or comparison's files)
+    could not be written: the disk is full, the file system turned read-only, ... The message names the
+    file, the reason and what was kept (the previous checkpoint is never damaged: writes are atomic)."""
+
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[type, tuple[str, int | None]]:
+        return type(self), (str(self), self.errno)

@@ -28,6 +28,16 @@ device is never waited on mid-batch) or at an epoch whose final carry is not fin
 carry, so the last good one is kept, and ``metrics.json`` (strict JSON) records the stop under
 ``"diverged"``.
 
+**Memory** (:mod:`purelearn.app.memory`) is estimated before anything large is allocated: in
+:func:`setup` from the shapes the model's layers declare, the batch and the test set; once the
+parameters exist, with the learner's carry and the activations one sample saves per step (times the
+batch and the steps BPTT or an FPTT window holds). A run that exceeds the machine's memory is
+refused with a :class:`~purelearn.app.memory.TooLarge` naming the option (``T``, ``hidden``, ...).
+
+**Storage.** A write of the checkpoint, ``metrics.json`` or the plot that fails with an ``OSError``
+(a full disk, a read-only file system) is a :class:`~purelearn.app.errors.StorageError` naming the
+file, the reason and the last good checkpoint, which the atomic write keeps.
+
 **Resuming** checks the checkpoint against the run: its keys and types, its carry against the
 learner of its config's algorithm (type, structure, parameter shapes), ``epochs`` not below the
 epochs done, and the data's :func:`purelearn.data.fingerprint` against the one recorded (changed
@@ -50,7 +60,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TextIO
 
@@ -58,13 +68,13 @@ import torch
 
 from .. import checkpoint, compile, data, models, online, schedules, tree
 from ..nn import Sequential
-from . import lock, registry, report, task
+from . import lock, memory, registry, report, task
 from .config import Config, from_stored
 from .errors import ConfigError, DivergedError
 from .progress import Progress
 
 __all__ = ["EVAL_DENSE_ELEMENTS", "RunResult", "Setup", "setup", "init_params", "example_step", "test_set",
-           "build_learner",
+           "build_learner", "TENSOR_HYPERPARAMETERS", "hyperparameter_tensors",
            "updates_per_epoch", "learning_rate", "run_epoch", "evaluate", "RUN_KEYS", "load_run", "fit"]
 
 #: The largest dense batch (elements of [T, B, ...]) that :func:`evaluate` builds from a compact set
@@ -94,8 +104,11 @@ class Setup(NamedTuple):
     device: torch.device
 
 
-def setup(config: Config) -> Setup:
-    """Validate ``config``, load its data, resolve its defaults and build its model (``tau`` a tensor
+def setup(config: Config, *, configs: int = 1,
+          memory_terms: Callable[[data.Split, Config], Sequence[memory.Term]] | None = None) -> Setup:
+    """Validate ``config``, load its data, resolve its defaults, check that the run fits the device's
+    memory (:mod:`purelearn.app.memory`: ``configs`` trained at once, ``memory_terms(split, config)``
+    further terms; a ``ConfigError`` naming the option otherwise) and build its model (``tau`` a tensor
     on the device)."""
     config.validate()
     split = data.load(config.data, config.T).limit(config.limit)
@@ -103,6 +116,8 @@ def setup(config: Config) -> Setup:
     device = torch.device(config.device)
     model = registry.build_model(config.model, config.algo, split.train.step_shape, split.num_classes,
                                  tau=torch.tensor(config.tau, device=device), hidden=config.hidden)
+    extra = () if memory_terms is None else memory_terms(split, config)
+    memory.check(memory.estimate(config, split, model, configs, extra), config, device, configs)  # nothing large yet
     weights = task.time_weights(config.weighting, split.train.T, device=device)
     return Setup(config, split, model, weights, task.time_weights(config.predict, split.train.T, device=device),
                  device)
@@ -134,6 +149,17 @@ def build_learner(config: Config, model: Sequential, lr: Any, **values: Any) -> 
     ``values`` replace config fields (``alpha``, ``beta`` as tensors)."""
     optimizer = registry.make_optimizer(config.optimizer, lr, config.clip)
     return registry.learner_for(config, model, optimizer, **values)
+
+
+#: The learners' float hyperparameters that a run passes as tensors (so that a sweep can batch them).
+TENSOR_HYPERPARAMETERS = ("alpha", "beta")
+
+
+def hyperparameter_tensors(config: Config, device: torch.device | str, **values: Any) -> dict[str, Any]:
+    """The :data:`TENSOR_HYPERPARAMETERS` that the algorithm of resolved ``config`` takes, as 0-d tensors
+    on ``device``; ``values`` that are not None replace them (a sweep's batched tensors)."""
+    return {name: values[name] if values.get(name) is not None else torch.tensor(getattr(config, name), device=device)
+            for name in TENSOR_HYPERPARAMETERS if registry.takes(config.algo, name)}
 
 
 def updates_per_epoch(config: Config, model: Sequential, T: int, n_batches: int) -> int:
@@ -399,15 +425,18 @@ def _fit(config: Config, out_dir: str | None, resume: str | None, stream: TextIO
     n_batches = math.ceil(len(split.train) / config.batch_size)
     every = updates_per_epoch(config, model, T, n_batches)
     lr = learning_rate(config, config.lr, every)
-    learner = build_learner(config, model, lr, alpha=torch.tensor(config.alpha, device=device),
-                            beta=torch.tensor(config.beta, device=device))
+    learner = build_learner(config, model, lr, **hyperparameter_tensors(config, device))
     run = compile.run(learner) if config.compile else learner.run
     generator = torch.Generator().manual_seed(config.data_seed)
-    x_test, y_test = test_set(split, device)
     example = example_step(split, device)
+    params0, states0 = init_params(model, config.seed, example, config.model)
+    fresh = learner.init(params0, states0)
+    measured = memory.measure(model, fresh, params0, states0, example)
+    memory.check(memory.estimate(config, split, model, measured=measured), config, device)  # before the test set
+    x_test, y_test = test_set(split, device)
     saved_epoch = None  # the epoch of the checkpoint in out_dir
     if state is None:
-        carry = learner.init(*init_params(model, config.seed, example, config.model))
+        carry = fresh
         start_epoch, history, train_time = 0, [], 0.0
     else:
         _check_resumed_carry(state["carry"], learner, model, example, config, resume)
@@ -423,16 +452,26 @@ def _fit(config: Config, out_dir: str | None, resume: str | None, stream: TextIO
     num_params = sum(p.numel() for p in tree.leaves(carry.params))
     rss_start = report.current_rss()  # after data, model and plotting are loaded: the growth is training's
 
+    def what_is_kept() -> str:
+        """What a failed write leaves of the run (writes are atomic: the previous files are intact)."""
+        if saved_epoch is None:
+            return "no checkpoint of this run was written"
+        return (f"the last good checkpoint (epoch {saved_epoch}) is kept in {out_dir}: free space (or make the "
+                f"folder writable) and continue with `resume` {out_dir}")
+
     def finish(diverged: dict[str, Any] | None = None) -> dict[str, Any]:
         metrics = report.metrics(config, split, history, train_time, device, num_params, rss_start, fingerprint)
         if diverged is not None:
             metrics["diverged"] = diverged
         metrics["wall_time_s"] = time.perf_counter() - wall_start  # this call: data, training, evaluation, files
         if out_dir is not None:
-            report.write_json(os.path.join(out_dir, report.METRICS), metrics)
+            path = os.path.join(out_dir, report.METRICS)
+            with report.writing(path, what_is_kept()):
+                report.write_json(path, metrics)
             if plot and history:
-                report.plot_learning_curve(history, os.path.join(out_dir, report.CURVE),
-                                           f"{config.algo} on {split.name} ({config.model})")
+                path = os.path.join(out_dir, report.CURVE)
+                with report.writing(path, what_is_kept()):
+                    report.plot_learning_curve(history, path, f"{config.algo} on {split.name} ({config.model})")
         return metrics
 
     def diverge(epoch: int, batch: int | None, what: str) -> DivergedError:
@@ -477,10 +516,12 @@ def _fit(config: Config, out_dir: str | None, resume: str | None, stream: TextIO
         bar.close(f"loss {row['train_loss']:.4f} acc {100 * row['train_accuracy']:.1f}% "
                   f"test {100 * row['test_accuracy']:.1f}%")
         if out_dir is not None:
-            checkpoint.save(os.path.join(out_dir, report.CHECKPOINT), {
-                "carry": carry, "epoch": epoch + 1, "data_generator": generator.get_state(),
-                "config": json.dumps(config.to_dict()), "history": history, "train_time_s": train_time,
-                "data_fingerprint": fingerprint})
+            path = os.path.join(out_dir, report.CHECKPOINT)
+            with report.writing(path, f"epoch {epoch + 1} was not saved; {what_is_kept()}"):
+                checkpoint.save(path, {
+                    "carry": carry, "epoch": epoch + 1, "data_generator": generator.get_state(),
+                    "config": json.dumps(config.to_dict()), "history": history, "train_time_s": train_time,
+                    "data_fingerprint": fingerprint})
             saved_epoch = epoch + 1
     metrics = finish()
     return RunResult(config, carry, metrics, model, history)

@@ -9,15 +9,15 @@ its defaults per kind of data.
 
 **Defaults** (measured on the digits; Adam, cosine schedule). On the rate-coded digits (and user
 data that is not sequential): lr 3e-3 for the learners that update at every step (FPTT, FPTT-dual,
-OTTT_O) and 1e-2 for those that update once per sequence (OTTT_A, SLTT, SLTT-K, BPTT), alpha 0.1,
-batch 64, no clipping, uniform loss and prediction weights, and FPTT in SpikingJelly's form (an
-update per step, per-tensor mean regulariser, second forward from the state after the step). On
-sequential data: the recurrent ``alif-rnn`` model, lr 3e-3 (OTTT_O 1e-3), batch 32, gradients
-clipped to norm 1, the prediction from the last quarter of the steps (``late``), and FPTT /
-FPTT-dual in the paper's form (Kag & Saligrama): an update per window of 8 steps, the squared-norm
-regulariser, the second forward from the state before the window, and the loss on a ramp (its
-gradient stops at a window's start, so every window needs a loss of its own; the others train best
-on ``late``). SLTT-K runs backward at K = T/4 steps.
+OTTT_O) and 1e-2 for those that update once per sequence (OTTT_A, SLTT, SLTT-K, BPTT), alpha 0.1
+(FPTT, FPTT-dual) and beta 0.5 (FPTT-dual), batch 64, no clipping, uniform loss and prediction
+weights, and FPTT in SpikingJelly's form (an update per step, per-tensor mean regulariser, second
+forward from the state after the step). On sequential data: the recurrent ``alif-rnn`` model, lr
+3e-3 (OTTT_O 1e-3), batch 32, gradients clipped to norm 1, the prediction from the last quarter of
+the steps (``late``), and FPTT / FPTT-dual in the paper's form (Kag & Saligrama): an update per
+window of 8 steps, the squared-norm regulariser, the second forward from the state before the
+window, and the loss on a ramp (its gradient stops at a window's start, so every window needs a loss
+of its own; the others train best on ``late``). SLTT-K runs backward at K = T/4 steps.
 
 On binned spike events (SHD, SSC, randman: encoding ``"events"``), initial defaults chosen on
 generated randman data (8 epochs, seed 0), not on the real files: the sequential ones (learning
@@ -44,9 +44,9 @@ if TYPE_CHECKING:
     from .config import Config
 
 __all__ = ["SEQUENTIAL", "OTHER", "EVENTS", "Algorithm", "ALGORITHMS", "OPTIMIZERS", "SCHEDULES", "OPTION_CHOICES",
-           "DATA_DEFAULTS", "data_kind", "algorithm", "takers", "defaults", "default_model", "trains",
-           "algorithms_for", "check_model", "build_model", "make_learner", "learner_for", "make_optimizer",
-           "make_schedule"]
+           "DATA_DEFAULTS", "OPTIONS", "data_kind", "algorithm", "takers", "takes", "check_takes", "defaults",
+           "default_model", "trains", "algorithms_for", "check_model", "build_model", "make_learner", "learner_for",
+           "make_optimizer", "make_schedule"]
 
 SEQUENTIAL, OTHER, EVENTS = "sequential", "other", "events"
 
@@ -65,8 +65,11 @@ class Algorithm:
     optimizer, **kw)`` builds the learner, ``kw`` read from the config:
     ``reads`` maps each learner keyword to its config field (``None`` values are left out, so the
     learner's own default applies). ``options`` are the config fields that only this algorithm (and
-    those that share them) takes. ``defaults[kind]`` are its defaults on that kind of data; a
-    callable default is a function of the number of time steps T.
+    those that share them) takes: given to another algorithm they are refused, whichever they are.
+    ``defaults[kind]`` are its defaults on that kind of data; a callable default is a function of
+    the number of time steps T. ``graph_steps(config, T)``: how many time steps' activations its
+    backward pass holds at once (BPTT: all T; FPTT: a window; the per-step learners: one), for the
+    memory estimate of a run (:mod:`purelearn.app.memory`).
     """
 
     name: str
@@ -77,6 +80,7 @@ class Algorithm:
     reads: Mapping[str, str] = field(default_factory=dict)
     options: tuple[str, ...] = ()
     defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    graph_steps: Callable[[Any, int], int] = lambda config, T: 1
 
 
 def _fields(*names: str) -> dict[str, str]:
@@ -89,8 +93,12 @@ def _per_data(sequential: dict[str, Any], other: dict[str, Any], events: dict[st
     return {SEQUENTIAL: sequential, OTHER: other, EVENTS: sequential if events is None else events}
 
 
-_FPTT_FORM = _per_data({"window": 8, "reduction": "sum", "second_forward": "pre"},
-                       {"window": 1, "reduction": "mean", "second_forward": "post"})
+_FPTT_FORM = _per_data({"alpha": 0.1, "window": 8, "reduction": "sum", "second_forward": "pre"},
+                       {"alpha": 0.1, "window": 1, "reduction": "mean", "second_forward": "post"})
+
+
+def _window(config: Any, T: int) -> int:
+    return min(config.window or 1, T)
 
 
 def _k(T: int) -> int:
@@ -101,13 +109,16 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
     Algorithm("fptt", "FPTT: an update per step (or per window), regularised towards a running average",
               online.fptt, neurons.LIF, models.adaptive_lif,
               reads=_fields("alpha", "window", "reduction", "second_forward"),
-              options=("window", "reduction", "second_forward"),
+              options=("alpha", "window", "reduction", "second_forward"),
               defaults=_per_data({"lr": 3e-3, "weighting": "ramp", **_FPTT_FORM[SEQUENTIAL]},
-                                 {"lr": 3e-3, **_FPTT_FORM[OTHER]})),
+                                 {"lr": 3e-3, **_FPTT_FORM[OTHER]}),
+              graph_steps=_window),
     Algorithm("fptt-dual", "FPTT in the authors' running-mean and dual-variable form",
               online.fptt_dual, neurons.LIF, models.adaptive_lif,
-              reads=_fields("alpha", "beta", "window"), options=("window",),
-              defaults=_per_data({"lr": 3e-3, "weighting": "ramp", "window": 8}, {"lr": 3e-3, "window": 1})),
+              reads=_fields("alpha", "beta", "window"), options=("alpha", "beta", "window"),
+              defaults=_per_data({"lr": 3e-3, "weighting": "ramp", "alpha": 0.1, "beta": 0.5, "window": 8},
+                                 {"lr": 3e-3, "alpha": 0.1, "beta": 0.5, "window": 1}),
+              graph_steps=_window),
     Algorithm("ottt", "OTTT_O: presynaptic traces, an update per step",
               functools.partial(online.ottt, online=True), neurons.OTTTLIF, None,
               defaults=_per_data({"lr": 1e-3}, {"lr": 3e-3})),
@@ -123,14 +134,17 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
               defaults=_per_data({"lr": 3e-3, "k": _k}, {"lr": 1e-2, "k": _k})),
     Algorithm("bptt", "BPTT: backpropagation through the whole sequence, the offline baseline",
               online.bptt, neurons.LIF, models.adaptive_lif,
-              defaults=_per_data({"lr": 3e-3}, {"lr": 1e-2})),
+              defaults=_per_data({"lr": 3e-3}, {"lr": 1e-2}), graph_steps=lambda config, T: T),
 )}
+
+#: Every config field that only some algorithms take (the union of their ``options``).
+OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(name for a in ALGORITHMS.values() for name in a.options))
 
 #: Defaults per kind of data that do not depend on the algorithm (an algorithm's own override them).
 DATA_DEFAULTS: dict[str, dict[str, Any]] = _per_data(
-    {"model": "alif-rnn", "alpha": 0.1, "clip": 1.0, "batch_size": 32, "weighting": "late", "predict": "late"},
-    {"model": "mlp", "alpha": 0.1, "clip": 0.0, "batch_size": 64, "weighting": "uniform", "predict": "uniform"},
-    {"model": "srnn", "alpha": 0.1, "clip": 1.0, "batch_size": 64, "weighting": "late", "predict": "late"})
+    {"model": "alif-rnn", "clip": 1.0, "batch_size": 32, "weighting": "late", "predict": "late"},
+    {"model": "mlp", "clip": 0.0, "batch_size": 64, "weighting": "uniform", "predict": "uniform"},
+    {"model": "srnn", "clip": 1.0, "batch_size": 64, "weighting": "late", "predict": "late"})
 
 #: The choices of the algorithms' string options.
 OPTION_CHOICES: dict[str, tuple[str, ...]] = {"reduction": ("mean", "sum"), "second_forward": ("post", "pre")}
@@ -172,6 +186,18 @@ def algorithm(name: str) -> Algorithm:
 def takers(option: str) -> tuple[str, ...]:
     """The algorithms that take config field ``option`` (empty for a field every algorithm takes)."""
     return tuple(name for name, a in ALGORITHMS.items() if option in a.options)
+
+
+def takes(algo: str, option: str) -> bool:
+    """Whether ``algo`` takes config field ``option`` (every algorithm takes the fields not in :data:`OPTIONS`)."""
+    return option not in OPTIONS or option in algorithm(algo).options
+
+
+def check_takes(algo: str, option: str) -> None:
+    """``ConfigError`` on ``option`` if it was given although ``algo`` does not take it."""
+    if not takes(algo, option):
+        raise ConfigError(option, f"`{option}` only applies to `algo` {' or '.join(takers(option))}, "
+                                  f"got `algo` {algo}")
 
 
 def defaults(algo: str, encoding: str, T: int, model: str | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ written as ``null``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -14,18 +15,19 @@ import platform
 import re
 import resource
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
 from .. import data
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, StorageError, describe_os_error
 
 __all__ = ["METRICS", "CHECKPOINT", "CURVE", "COMPARE", "SWEEP", "RUN_FILES", "JSON_FILES", "version",
            "check_out_dir", "run_files", "clear_run", "remove_stale_temporaries", "strict_json", "write_json",
-           "write_csv", "table", "peak_memory", "current_rss", "metrics", "pyplot", "plot_learning_curve", "plot_sweep"]
+           "writing", "write_csv", "table", "peak_memory", "current_rss", "metrics", "pyplot", "plot_learning_curve",
+           "plot_sweep"]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -105,12 +107,31 @@ def strict_json(obj: Any) -> Any:
 
 
 def write_json(path: str, obj: Any) -> None:
-    """``obj`` as indented strict JSON at ``path`` (non-finite numbers as ``null``), replaced atomically."""
+    """``obj`` as indented strict JSON at ``path`` (non-finite numbers as ``null``), replaced atomically
+    (a failed write removes its temporary file and leaves ``path`` as it was)."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(strict_json(obj), f, indent=2, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(strict_json(obj), f, indent=2, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def writing(path: str, kept: str = "") -> Iterator[None]:
+    """Turn an ``OSError`` of the writes in the block (a full disk, a file system turned read-only,
+    ...) into one :class:`StorageError` naming ``path``, the reason and ``kept`` (what is still there)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as err:
+        raise StorageError(f"could not write {path}: {describe_os_error(err)}{'; ' + kept if kept else ''}",
+                           err.errno) from err
 
 
 def write_csv(path: str, fields: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:

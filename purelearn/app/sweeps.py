@@ -10,6 +10,7 @@ the row's (batched) ``lr``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -20,13 +21,14 @@ from typing import Any, TextIO
 import torch
 
 from .. import data, models, sweep, tree
-from . import lock, registry, report
-from .config import Config, check_tau
+from . import lock, memory, registry, report
+from .config import INT_MAX, Config, check_tau
 from .errors import ConfigError
 from .loop import (
     build_learner,
     evaluate,
     example_step,
+    hyperparameter_tensors,
     init_params,
     learning_rate,
     run_epoch,
@@ -36,14 +38,19 @@ from .loop import (
 )
 from .progress import Progress
 
-__all__ = ["SWEEPABLE", "parse_values", "epoch_plans", "sweep_fit"]
+__all__ = ["SWEEPABLE", "MAX_CONFIGS", "parse_values", "epoch_plans", "sweep_fit"]
 
 SWEEPABLE = ("lr", "alpha", "tau", "seed")
+#: The most configurations one sweep trains unless ``max_configs`` says otherwise: every one holds its
+#: parameters, optimizer state and activations at once in the vmapped program.
+MAX_CONFIGS = 1024
 
 
-def parse_values(name: str, text: str, integer: bool = False) -> list[float]:
+def parse_values(name: str, text: str, integer: bool = False, max_values: int = MAX_CONFIGS) -> list[float]:
     """``"0.1,0.2"`` → [0.1, 0.2]; ``"start:stop:num"`` → ``num`` evenly spaced values from start to
-    stop inclusive; ``"start:stop:num:log"`` → geometrically spaced. ``ConfigError`` on field ``name``."""
+    stop inclusive; ``"start:stop:num:log"`` → geometrically spaced. ``ConfigError`` on field ``name``
+    (also for more than ``max_values`` values, refused before they are made; seeds must lie in
+    0..2**63 − 1)."""
     text = text.strip()
     try:
         if ":" in text:
@@ -53,6 +60,9 @@ def parse_values(name: str, text: str, integer: bool = False) -> list[float]:
             start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
             if num < 1 or (len(parts) == 4 and (start <= 0 or stop <= 0)):
                 raise ValueError
+            if num > max_values:
+                raise ConfigError(name, f"`{name}` {text}: {num} values, more than `max_configs` {max_values} (the "
+                                        "most configurations one sweep trains)")
             fractions = [i / max(num - 1, 1) for i in range(num)]
             values = ([start * (stop / start) ** f for f in fractions] if len(parts) == 4
                       else [start + (stop - start) * f for f in fractions])
@@ -60,12 +70,20 @@ def parse_values(name: str, text: str, integer: bool = False) -> list[float]:
             values = [float(v) for v in text.split(",") if v.strip()]
             if not values:
                 raise ValueError
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(name, f"`{name}`: expected a comma-separated list (0.1,0.2) or a range start:stop:num "
                                 f"(or start:stop:num:log), got {text!r}") from None
+    if len(values) > max_values:
+        raise ConfigError(name, f"`{name}`: {len(values)} values, more than `max_configs` {max_values} (the most "
+                                "configurations one sweep trains)")
     if integer:
-        if any(v != int(v) or v < 0 for v in values):
-            raise ConfigError(name, f"`{name}`: expected integers >= 0, got {text!r}")
+        if ":" not in text:  # read exactly, not through a float (a seed may need all 63 bits)
+            with contextlib.suppress(ValueError):
+                values = [int(v) for v in text.split(",") if v.strip()]
+        if any(not math.isfinite(v) or v != int(v) or not 0 <= v <= INT_MAX for v in values):
+            raise ConfigError(name, f"`{name}`: expected integers in 0..{INT_MAX} (2**63 - 1), got {text!r}")
         return [int(v) for v in values]
     if any(not math.isfinite(v) or v <= 0 for v in values):
         raise ConfigError(name, f"`{name}`: every value must be a number > 0, got {text!r}")
@@ -98,12 +116,22 @@ def epoch_plans(split: data.Split, config: Config) -> list[Any]:
             for _ in range(config.epochs)]
 
 
-def _check_axes(config: Config, axes: dict[str, list[float]]) -> None:
+def _check_axes(config: Config, axes: dict[str, list[float]], max_configs: int = MAX_CONFIGS) -> None:
     if not axes:
         raise ValueError("sweep: give at least one of `lr`, `alpha`, `tau`, `seed` with a list of values")
     for name in axes:
         if name not in SWEEPABLE:
             raise ValueError(f"sweep: cannot sweep {name!r}; sweepable: {', '.join(SWEEPABLE)}")
+        registry.check_takes(config.algo, name)
+    if isinstance(max_configs, bool) or not isinstance(max_configs, int) or max_configs < 1:
+        raise ConfigError("max_configs", f"`max_configs` must be an integer >= 1, got {max_configs!r}")
+    count = math.prod(len(values) for values in axes.values())
+    if count > max_configs:
+        sizes = " × ".join(f"{len(values)} `{name}`" for name, values in axes.items())
+        raise ConfigError("max_configs", f"sweep: {sizes} values make {count} configurations, more than `max_configs` "
+                                         f"{max_configs}; one vmapped program holds every configuration's parameters, "
+                                         "optimizer state and activations at once: give fewer values, or raise "
+                                         "`max_configs` (the memory estimate still applies)")
     if config.compile:
         raise ConfigError("compile", "sweep: `compile` is not supported (the vmapped program runs eagerly)")
 
@@ -117,7 +145,8 @@ def _rank(rows: list[dict[str, Any]]) -> list[int]:
 
 
 def sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None = None, *,
-              stream: TextIO | None = None, plot: bool = True, overwrite: bool = False) -> dict[str, Any]:
+              stream: TextIO | None = None, plot: bool = True, overwrite: bool = False,
+              max_configs: int = MAX_CONFIGS) -> dict[str, Any]:
     """Train the grid ``axes`` (names from :data:`SWEEPABLE`) over ``config`` as one vmapped program.
 
     Returns ``{"rows": [...], "axes": [...], "config": ..., "time_s": ..., "params": stacked}``;
@@ -125,27 +154,42 @@ def sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None 
     With ``out_dir``: ``sweep.csv``, ``sweep.json`` and ``sweep.png``; the folder is locked while the
     sweep runs, and one that already holds a sweep (``sweep.json``) is refused (``ConfigError`` on
     ``out_dir``, before any training) unless ``overwrite``. Rows whose losses became non-finite are
-    kept, their non-finite numbers written as ``null`` in ``sweep.json``.
+    kept, their non-finite numbers written as ``null`` in ``sweep.json``. A grid of more than
+    ``max_configs`` configurations (an axis swept that the algorithm does not take) is refused
+    (``ConfigError``), and so is one whose memory estimate (:mod:`purelearn.app.memory`, every
+    configuration's carry and activations) exceeds the machine's, before anything is trained.
     """
     if out_dir is None:
-        return _sweep_fit(config, axes, None, stream, plot)
-    _check_axes(config, axes)
+        return _sweep_fit(config, axes, None, stream, plot, max_configs)
+    _check_axes(config, axes, max_configs)
     config.validate()  # before the folder is created
     report.check_out_dir(out_dir)
     with lock.hold(out_dir):
         if report.run_files(out_dir, (report.SWEEP,)) and not overwrite:
             raise ConfigError("out_dir", f"`out_dir` {out_dir} already holds a sweep ({report.SWEEP}); pass "
                                          "`overwrite` to replace it, or choose another `out_dir`")
-        return _sweep_fit(config, axes, out_dir, stream, plot)
+        return _sweep_fit(config, axes, out_dir, stream, plot, max_configs)
+
+
+def _plans_term(split: data.Split, config: Config) -> memory.Term:
+    """The batches of every epoch that :func:`epoch_plans` draws before training (compact sets: indices only)."""
+    ds = split.train
+    if not isinstance(ds.x, torch.Tensor):
+        return memory.Term("the batch indices of every epoch", config.epochs * len(ds) * 8, ("epochs",))
+    per_element = 1 if ds.encoding == "rate" else 4  # rate spikes are kept as bool
+    n = config.epochs * len(ds) * ds.T * math.prod(ds.step_shape)
+    return memory.Term(f"the encoded batches of all {config.epochs} epochs", n * per_element, ("epochs", "T"))
 
 
 def _sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None, stream: TextIO | None,
-               plot: bool) -> dict[str, Any]:
-    _check_axes(config, axes)
+               plot: bool, max_configs: int = MAX_CONFIGS) -> dict[str, Any]:
+    _check_axes(config, axes, max_configs)
     base = dataclasses.replace(config, **{n: (int(v[0]) if n == "seed" else v[0]) for n, v in axes.items()})
     if "seed" in axes and config.data_seed is None:
         base.data_seed = config.seed  # the data order must not follow the swept seed
-    base, split, model, weights, predict_weights, device = setup(base)
+    base, split, model, weights, predict_weights, device = setup(
+        base, configs=math.prod(len(values) for values in axes.values()),
+        memory_terms=lambda split, config: [_plans_term(split, config)])
     for tau in axes.get("tau", []):
         check_tau(base.model, tau)
     if out_dir is not None:
@@ -168,6 +212,11 @@ def _sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None
         return init_params(net, seed, example, base.model)
 
     inits = {key: initial(*key) for key in dict.fromkeys(keys)}
+    params0, states0 = inits[keys[0]]
+    probe = build_learner(base, model, base.lr, **hyperparameter_tensors(base, device))
+    measured = memory.measure(model, probe.init(params0, states0), params0, states0, example)
+    memory.check(memory.estimate(base, split, model, len(rows), [_plans_term(split, base)], measured), base, device,
+                 len(rows))
     batched = {n: configs[n].to(device) for n in names if n != "seed"}
     batched["params0"] = tree.map(lambda t: t.to(device), tree.stack([inits[key][0] for key in keys]))
     states0 = inits[keys[0]][1]
@@ -178,12 +227,11 @@ def _sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None
     bar = Progress(stream, n_batches * base.epochs, f"sweep of {len(rows)} configs")
 
     def program(params0: Any, lr: Any = base.lr, alpha: Any = None, tau: Any = None) -> dict[str, Any]:
-        alpha = torch.tensor(base.alpha, device=device) if alpha is None else alpha
         tau = torch.tensor(base.tau, device=device) if tau is None else tau
         net = registry.build_model(base.model, base.algo, split.train.step_shape, split.num_classes, tau=tau,
                                    hidden=base.hidden)
-        learner = build_learner(base, net, learning_rate(base, lr, every), alpha=alpha,
-                                beta=torch.tensor(base.beta, device=device))
+        learner = build_learner(base, net, learning_rate(base, lr, every),
+                                **hyperparameter_tensors(base, device, alpha=alpha))
         carry = learner.init(params0, states0)
         curve_acc, curve_loss, train_loss, train_acc = [], [], None, None
         for epoch, plan in enumerate(plans):
@@ -212,12 +260,13 @@ def _sweep_fit(config: Config, axes: dict[str, list[float]], out_dir: str | None
     result = {"config": base.to_dict(), "axes": names, "rows": rows, "time_s": elapsed,
               "peak_memory_bytes": peak, "peak_memory_kind": kind, "params": out["params"]}
     if out_dir is not None:
-        report.write_csv(os.path.join(out_dir, "sweep.csv"),
-                         ["rank", *names, "test_accuracy", "test_loss", "train_accuracy", "train_loss"],
-                         [rows[i] for i in ranked])
-        report.write_json(os.path.join(out_dir, report.SWEEP),
-                          {k: v for k, v in result.items() if k != "params"} | {"ranked": ranked})
-        if plot:
-            report.plot_sweep(rows, [n for n in names if len(axes[n]) > 1] or names,
-                              os.path.join(out_dir, "sweep.png"))
+        with report.writing(os.path.join(out_dir, "sweep.*"), "the sweep's results were not saved"):
+            report.write_csv(os.path.join(out_dir, "sweep.csv"),
+                             ["rank", *names, "test_accuracy", "test_loss", "train_accuracy", "train_loss"],
+                             [rows[i] for i in ranked])
+            report.write_json(os.path.join(out_dir, report.SWEEP),
+                              {k: v for k, v in result.items() if k != "params"} | {"ranked": ranked})
+            if plot:
+                report.plot_sweep(rows, [n for n in names if len(axes[n]) > 1] or names,
+                                  os.path.join(out_dir, "sweep.png"))
     return result

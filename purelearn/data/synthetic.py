@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from .. import validate
 from .dataset import Dataset, Split, seeded_split
 from .encodings import EVENTS
 from .heidelberg import DEFAULT_BINS, UNITS, write_shd
@@ -55,7 +56,12 @@ def _check(options: dict[str, Any]) -> None:
         raise ValueError(f"randman: unknown option(s) {unknown}; options are {', '.join(DEFAULTS)}")
     for name, least in _LEAST.items():
         v = options[name]
-        if isinstance(v, bool) or not isinstance(v, int) or v < least:
+        if name == "seed":  # a float such as 1.5 is refused, never truncated; at most 2**63 - 1
+            try:
+                validate.seed("randman", v)
+            except TypeError as err:  # every randman option error is a ValueError (--data reports them)
+                raise ValueError(str(err)) from None
+        elif isinstance(v, bool) or not isinstance(v, int) or v < least:
             raise ValueError(f"randman: option `{name}` must be an integer >= {least}, got {v!r}")
     for name, strict in (("alpha", False), ("duration", True)):
         v = options[name]

@@ -5,29 +5,37 @@
 - ``x``: a floating tensor, either [N, T, ...] already encoded (``encoding="none"``, the default;
   at least 3 dimensions, [N, T, features...]) or [N, ...] images to encode with ``"rate"``
   (values must lie in [0, 1]; they are spike probabilities) or ``"sequential"``.
-- ``y``: int64 class labels [N], values in 0..C−1 (C = ``y.max() + 1`` classes).
+- ``y``: int64 class labels [N], values in 0..C−1 (C = ``y.max() + 1`` classes, at most
+  :data:`MAX_CLASSES`).
 - optional ``x_test``, ``y_test``: a test set of the same layout. Without them the file's samples
   are split by the seeded permutation ``torch.randperm(N, generator=torch.Generator().manual_seed(0))``:
   the first ``round(0.8·N)`` for training, the rest for testing.
 
-A wrong layout raises ``ValueError`` naming the key, what was expected and what was found.
-The file is read with ``torch.load(weights_only=True)``: plain tensors, strings and numbers only.
+A wrong layout raises ``ValueError`` naming the key, what was expected and what was found; so does
+a tensor that is not dense and on the CPU with values (a sparse or quantized one, one saved from the
+``meta`` device, which holds no values). The file is read with ``torch.load(weights_only=True)``:
+plain tensors, strings and numbers only; a file holding other objects (numpy arrays, classes) is
+refused naming the object, never with the advice to load it unsafely.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import torch
 
+from ..checkpoint import load_error_reason
 from .dataset import Dataset, Split, seeded_split
 from .encodings import ENCODINGS
 
-__all__ = ["USER_TRAIN_FRACTION", "load_tensor_file"]
+__all__ = ["USER_TRAIN_FRACTION", "MAX_CLASSES", "load_tensor_file"]
 
 USER_TRAIN_FRACTION = 0.8
-
+#: The most classes a data file may have (labels 0..2**24 − 1): a label beyond it is a mistake (a
+#: float bit pattern, an id instead of an index), not a class of a readout layer.
+MAX_CLASSES = 2**24
 
 
 def _describe(value: Any) -> str:
@@ -36,7 +44,25 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def _check_dense(path: str, key: str, value: Any) -> None:
+    """``ValueError`` unless a tensor ``value`` is dense (strided) and holds values on the CPU."""
+    if not isinstance(value, torch.Tensor):
+        return
+    if value.layout != torch.strided:
+        layout = str(value.layout).removeprefix("torch.")
+        raise ValueError(f"{path}: key {key!r} must be a dense tensor, got a {layout} tensor of shape "
+                         f"{list(value.shape)}; save it with .to_dense()")
+    if value.device.type == "meta":
+        raise ValueError(f"{path}: key {key!r} was saved from the meta device: it has a shape "
+                         f"({list(value.shape)}) but no values; save the tensor itself")
+    if value.device.type != "cpu" or value.is_quantized:
+        kind = "a quantized" if value.is_quantized else "a"
+        raise ValueError(f"{path}: key {key!r} must be a plain CPU tensor, got {kind} tensor on {value.device}")
+
+
 def _check_pair(path: str, x: Any, y: Any, encoding: str, xkey: str, ykey: str) -> None:
+    _check_dense(path, xkey, x)
+    _check_dense(path, ykey, y)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise ValueError(f"{path}: key {xkey!r} must be a floating-point tensor, got {_describe(x)}")
     if encoding == "none" and x.dim() < 3:
@@ -59,6 +85,9 @@ def _check_pair(path: str, x: Any, y: Any, encoding: str, xkey: str, ykey: str) 
                          f"(N={x.shape[0]}), got {y.shape[0]} labels")
     if y.min() < 0:
         raise ValueError(f"{path}: key {ykey!r} must hold class labels >= 0, got {y.min().item()}")
+    if y.max() >= MAX_CLASSES:
+        raise ValueError(f"{path}: key {ykey!r} must hold class labels 0..{MAX_CLASSES - 1} (at most {MAX_CLASSES} "
+                         f"classes, 2**24), got {y.max().item()} at sample {int(y.argmax())}")
 
 
 def load_tensor_file(path: str | os.PathLike, T: int | None = None) -> Split:
@@ -67,11 +96,12 @@ def load_tensor_file(path: str | os.PathLike, T: int | None = None) -> Split:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"data file {path!r} does not exist")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about a foreign pickle: the error says it
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets one clear message
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(f"{path}: not a readable torch.save file of plain tensors "
-                         f"({type(err).__name__}: {first[:200]})") from None
+        reason = load_error_reason(err)
+        raise ValueError(f"{path}: not a readable torch.save file of plain tensors ({reason})") from None
     if not isinstance(blob, dict):
         raise ValueError(f"{path}: expected a dict with keys 'x', 'y' and optionally 'encoding', "
                          f"'x_test', 'y_test'; got {_describe(blob)}")

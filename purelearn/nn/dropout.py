@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import torch
 
+from .. import validate
 from ..layer import Layer, tensor_input
 from ..random import hash32
 
@@ -32,8 +33,8 @@ class Dropout(Layer):
     has_state = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.p, bool) or not isinstance(self.p, (int, float)) or not 0.0 <= self.p < 1.0:
-            raise ValueError(f"Dropout: `p` must be a number in [0, 1), got {self.p!r}")
+        validate.number("Dropout", "p", self.p, low=0.0, high=1.0, high_open=True, tensors=False,
+                        kinds="a Python number")
 
     def init(self, generator: torch.Generator | None, x: torch.Tensor) -> tuple[None, DropoutState]:
         device = generator.device if generator is not None else torch.device("cpu")

@@ -48,6 +48,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
+from .. import validate
 from ..layer import Layer, Params, check_params, positive_int, tensor_input
 from .linear import Conv2d, Linear
 
@@ -55,13 +56,8 @@ __all__ = ["BatchNormState", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "WSConv2
            "standardize_weight"]
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _positive_eps(eps: Any, owner: str) -> None:
-    if not (_is_number(eps) and math.isfinite(eps) and eps > 0):
-        raise ValueError(f"{owner}: `eps` must be a finite number > 0, got {eps!r}")
+    validate.number(owner, "eps", eps, low=0.0, low_open=True, tensors=False, kinds="a Python number")
 
 
 # ----------------------------------------------------------------------------- BatchNorm
@@ -93,11 +89,11 @@ class BatchNorm(Layer):
         owner = type(self).__name__
         positive_int(self.num_features, "num_features", owner)
         _positive_eps(self.eps, owner)
-        if self.momentum is not None and not (_is_number(self.momentum) and 0.0 <= self.momentum <= 1.0):
-            raise ValueError(f"{owner}: `momentum` must be a number in [0, 1] or None, got {self.momentum!r}")
+        if self.momentum is not None:
+            validate.number(owner, "momentum", self.momentum, low=0.0, high=1.0, tensors=False,
+                            kinds="a Python number in [0, 1] or None (the cumulative average)", alternative="or None")
         for name in ("affine", "training"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{owner}: `{name}` must be a bool, got {getattr(self, name)!r}")
+            validate.flag(owner, name, getattr(self, name))
 
     @property
     def has_params(self) -> bool:  # type: ignore[override]
@@ -105,6 +101,9 @@ class BatchNorm(Layer):
 
     def describe(self) -> str:
         return f"{type(self).__name__}({self.num_features})"
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]] | None:
+        return {"weight": (self.num_features,), "bias": (self.num_features,)} if self.affine else None
 
     def _check_x(self, x: Any) -> torch.Tensor:
         x = tensor_input(x, type(self).__name__)
@@ -271,8 +270,7 @@ class Scale(Layer):
     scale: float
 
     def __post_init__(self) -> None:
-        if not (_is_number(self.scale) and math.isfinite(self.scale)):
-            raise ValueError(f"Scale: `scale` must be a finite number, got {self.scale!r}")
+        validate.number("Scale", "scale", self.scale, tensors=False, kinds="a Python number")
 
     def apply(self, params: None, state: None, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         return tensor_input(x, "Scale") * self.scale, None

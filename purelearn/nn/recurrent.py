@@ -51,6 +51,12 @@ class Recurrent(Layer):
     def _check_x(self, x: Any) -> torch.Tensor:
         return features_input(x, self)
 
+    def param_shapes(self) -> dict[str, Any]:
+        shapes: dict[str, Any] = {"rc": self._rc.param_shapes()}
+        if self.neuron.has_params:
+            shapes["neuron"] = self.neuron.param_shapes()
+        return shapes
+
     def _y0(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros((*x.shape[:-1], self.out_features), dtype=x.dtype, device=x.device)
 

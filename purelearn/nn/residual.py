@@ -76,6 +76,9 @@ class Residual(Layer):
     def has_state(self) -> bool:  # type: ignore[override]
         return bool(self.state_keys)
 
+    def param_shapes(self) -> dict[str, Any] | None:
+        return self.nest({name: part.param_shapes() for name, part in self.parts}, "params")
+
     @property
     def neurons(self) -> tuple[Layer, ...]:
         """The neuron layers of the body, then of the shortcut."""

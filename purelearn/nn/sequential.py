@@ -6,10 +6,18 @@ from typing import Any
 
 import torch
 
-from ..layer import Layer, Params, tensor_input
+from ..layer import Layer, Params, param_mismatch, tensor_input
 from ..neurons import Neuron
 
 __all__ = ["Sequential"]
+
+
+def _floating(x: torch.Tensor, owner: str) -> torch.Tensor:
+    """Params and states take the example's dtype, so it must be a floating-point one."""
+    if not x.is_floating_point():
+        raise TypeError(f"{owner}: input `x` must be a floating-point tensor (params and states take its dtype), "
+                        f"got {x.dtype}; convert the data first, e.g. x.float()")
+    return x
 
 
 class Sequential:
@@ -58,7 +66,7 @@ class Sequential:
 
         ``generator`` (a ``torch.Generator``) makes initialisation reproducible.
         """
-        x = tensor_input(x, "Sequential.init")
+        x = _floating(tensor_input(x, "Sequential.init"), "Sequential.init")
         params, states = {}, {}
         with torch.no_grad():
             h: Any = x
@@ -74,7 +82,7 @@ class Sequential:
     def init_states(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         """Fresh, batch-agnostic states (0-d memories) with ``x``'s dtype and device; with a
         ``generator``, random states (dropout keys) are drawn from it."""
-        x = tensor_input(x, "Sequential.init_states")
+        x = _floating(tensor_input(x, "Sequential.init_states"), "Sequential.init_states")
         return {k: (self.layers[int(k)].init_state(x) if generator is None
                     else self.layers[int(k)].draw_state(generator, x)) for k in self.state_keys}
 
@@ -97,6 +105,26 @@ class Sequential:
         """This model for evaluation: dropout off, BatchNorm on its running statistics; same
         params/states structure."""
         return Sequential(*(m.inference() for m in self.layers))
+
+    def param_shapes(self) -> Params:
+        """Each parametric layer's :meth:`~purelearn.layer.Layer.param_shapes`, keyed like ``params``."""
+        return {k: self.layers[int(k)].param_shapes() for k in self.param_keys}
+
+    def check_params(self, params: Any, name: str = "params") -> None:
+        """``ValueError`` unless ``params`` have this model's structure and the shapes its layers declare
+        (:meth:`param_shapes`), without an input: the params of another model are refused before any
+        step. Naming the layer and the first leaf that differs."""
+        self._check_keys(name, params, self.param_keys)
+        for k in self.param_keys:
+            found = param_mismatch(self.layers[int(k)].param_shapes(), params[k], f"{name}[{k!r}]")
+            if found:
+                layer = self.layers[int(k)]
+                what = layer.describe() if hasattr(layer, "describe") else type(layer).__name__
+                raise ValueError(f"`{name}` does not match the model: layer {k} ({what}): {found}")
+
+    def check_states(self, states: Any, name: str = "states") -> None:
+        """``ValueError`` unless ``states`` have this model's keys (one per stateful layer)."""
+        self._check_keys(name, states, self.state_keys)
 
     def _check_keys(self, name: str, tree: Any, expected: tuple[str, ...]) -> None:
         if not isinstance(tree, dict) or set(tree) != set(expected):

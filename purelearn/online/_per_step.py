@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .. import optim, tree
-from ._checks import check_like_params, check_step_inputs
+from ._checks import check_flag, check_like_params, check_step_inputs
 from ._grad import forward_only, step_grad
 from .driver import StepOutput
 
@@ -43,6 +43,7 @@ def accumulate_or_update(learner: Any, carry: Any, grads: Any | None, last: bool
 def per_step(learner: Any, owner: str, carry: Any, x_t: torch.Tensor, y_t: torch.Tensor, last: bool,
              backward: bool = True) -> tuple[Any, StepOutput]:
     """One step of a per-step-gradient learner; ``backward=False`` runs the forward pass only."""
+    check_flag(owner, "last", last)
     check_step_inputs(owner, x_t, y_t)
     if not learner.online:
         check_like_params(owner, "carry.grad_sum", carry.grad_sum, carry.params)

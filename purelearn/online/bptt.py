@@ -33,8 +33,8 @@ import torch
 from .. import optim
 from ..nn import Sequential
 from . import driver
-from ._checks import check_model, check_window_inputs
-from ._grad import LossFn, grad_with_aux, sequence_loss
+from ._checks import check_carry, check_flag, check_init, check_model, check_window_inputs
+from ._grad import LossFn, detach_inputs, grad_with_aux, no_graph, sequence_loss
 from .driver import Call, Learner, StepOutput
 
 __all__ = ["BPTTCarry", "BPTT", "bptt"]
@@ -61,13 +61,18 @@ class BPTT(Learner):
 
     def init(self, params: Any, states: Any) -> BPTTCarry:
         """Carry for the first sequence."""
+        check_init("bptt.init", self.model, params, states)
+        params, states = detach_inputs(params, states)
         return BPTTCarry(params, states, self.optimizer.init(params))
 
+    @no_graph
     def step(self, carry: BPTTCarry, x_win: torch.Tensor, y_win: torch.Tensor, last: bool = True
              ) -> tuple[BPTTCarry, StepOutput]:
         """One update on a window ``x_win`` [L, N, ...], ``y_win`` [L, N, ...] (in ``run``: the whole
         sequence): the gradient of Σ_t l_t through all L steps from ``carry.states``. Outputs are
         detached, [L, ...]; ``last`` changes nothing (one update per call)."""
+        check_carry("bptt.step", carry, BPTTCarry)
+        check_flag("bptt.step", "last", last)
         check_window_inputs("bptt.step", None, x_win, y_win)
         objective = lambda p: self.sequence_loss(p, carry.states, x_win, y_win)
         grads, (losses, ys, states) = grad_with_aux(objective, carry.params)

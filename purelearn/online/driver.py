@@ -162,7 +162,13 @@ def walk(learner: Any, plan: tuple[Call, ...], carry: Any, x_seq: torch.Tensor, 
 class Learner:
     """What the learners share: ``run`` is :func:`run` over ``plan``, which is one call per step or per
     window of ``window`` steps unless a learner says otherwise; ``end_sequence`` gives fresh neuron
-    states (a learner with per-sequence state of its own extends it)."""
+    states (a learner with per-sequence state of its own extends it).
+
+    The learners here guard their boundary the same way, and a new one should too: ``init`` checks
+    params and states against the model and detaches them (``_checks.check_init``,
+    ``_grad.detach_inputs``), ``step`` is decorated with ``_grad.no_graph`` (no autograd graph in any
+    carry or output) and refuses another learner's carry and non-bool static options first
+    (``_checks.check_carry``, ``check_flag``)."""
 
     window: int = 1
     #: Whether ``plan(carry, T)`` is the same for every carry (SLTT-K draws its steps from the carry's

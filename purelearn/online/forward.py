@@ -27,8 +27,8 @@ from typing import Any, NamedTuple
 import torch
 
 from ..nn import Sequential
-from ._checks import check_network, check_step_inputs
-from ._grad import LossFn, forward_only
+from ._checks import check_carry, check_flag, check_init, check_network, check_step_inputs
+from ._grad import LossFn, detach_inputs, forward_only, no_graph
 from .driver import Learner, StepOutput
 
 __all__ = ["ForwardCarry", "Forward", "forward"]
@@ -52,12 +52,16 @@ class Forward(Learner):
         check_network("forward", self.model, self.loss_fn)
 
     def init(self, params: Any, states: Any) -> ForwardCarry:
-        """The carry: ``params`` and ``states`` as given."""
-        return ForwardCarry(params, states)
+        """The carry: ``params`` and ``states`` as given (detached)."""
+        check_init("forward.init", self.model, params, states)
+        return ForwardCarry(*detach_inputs(params, states))
 
+    @no_graph
     def step(self, carry: ForwardCarry, x_t: torch.Tensor, y_t: torch.Tensor, last: bool = False
              ) -> tuple[ForwardCarry, StepOutput]:
         """One step forward, ``x_t`` [N, ...] -> loss (0-d) and y [N, ...], no graph."""
+        check_carry("forward.step", carry, ForwardCarry)
+        check_flag("forward.step", "last", last)
         check_step_inputs("forward.step", x_t, y_t)
         loss, y_hat, states = forward_only(self.model, self.loss_fn, carry.params, carry.states, x_t, y_t)
         return carry._replace(states=states), StepOutput(loss, y_hat)

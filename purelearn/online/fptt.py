@@ -60,9 +60,18 @@ import torch
 
 from .. import optim, tree
 from ..nn import Sequential
-from ._checks import check_like_params, check_model, check_positive, check_update_inputs, check_window
+from ._checks import (
+    check_carry,
+    check_flag,
+    check_init,
+    check_like_params,
+    check_model,
+    check_positive,
+    check_update_inputs,
+    check_window,
+)
 from ._fused import map_elementwise
-from ._grad import LossFn, grad_with_aux, step_objective
+from ._grad import LossFn, detach_inputs, grad_with_aux, no_graph, step_objective
 from .driver import Learner, StepOutput
 
 __all__ = ["FPTTCarry", "FPTT", "fptt"]
@@ -107,7 +116,7 @@ class FPTT(Learner):
 
     def __post_init__(self) -> None:
         check_model("fptt", self.model, self.loss_fn, self.optimizer)
-        check_positive("fptt", "alpha", self.alpha)
+        check_positive("fptt", "alpha", self.alpha, reciprocal=True)
         check_window("fptt", self.window)
         if self.reduction not in ("mean", "sum"):
             raise ValueError(f"fptt: `reduction` must be 'mean' or 'sum', got {self.reduction!r}")
@@ -116,13 +125,18 @@ class FPTT(Learner):
 
     def init(self, params: Any, states: Any) -> FPTTCarry:
         """Carry for the first sequence: ``w_ra`` a detached copy of ``params``, ``grad_last`` zeros."""
+        check_init("fptt.init", self.model, params, states)
+        params, states = detach_inputs(params, states)
         return FPTTCarry(params=params, states=states, opt_state=self.optimizer.init(params),
                          w_ra=tree.clone(params), grad_last=tree.zeros_like(params))
 
+    @no_graph
     def step(self, carry: FPTTCarry, x_t: torch.Tensor, y_t: torch.Tensor, last: bool = False
              ) -> tuple[FPTTCarry, StepOutput]:
         """One FPTT update on ``x_t`` [N, ...], ``y_t`` [N, ...] — or, with ``window`` > 1, on a window
         ``x_t`` [L, N, ...], ``y_t`` [L, N, ...] (outputs [L, ...]); ``last=True`` skips the w_ra update."""
+        check_carry("fptt.step", carry, FPTTCarry)
+        check_flag("fptt.step", "last", last)
         check_update_inputs("fptt.step", self.window, x_t, y_t)
         check_like_params("fptt.step", "carry.w_ra", carry.w_ra, carry.params)
         check_like_params("fptt.step", "carry.grad_last", carry.grad_last, carry.params)
@@ -148,6 +162,7 @@ class FPTT(Learner):
 
     def end_sequence(self, carry: FPTTCarry) -> FPTTCarry:
         """Ready for the next sequence: fresh neuron states, ``grad_last`` zero; the rest kept."""
+        check_carry("fptt.end_sequence", carry, FPTTCarry)
         return carry._replace(states=self.model.reset_states(carry.states),
                               grad_last=tree.zeros_like(carry.grad_last))
 
@@ -157,7 +172,8 @@ def fptt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransforma
          window: int = 1) -> FPTT:
     """FPTT learner with SpikingJelly 2.0.0 semantics (see the module docstring).
 
-    ``alpha`` (> 0) may be a (batched) tensor. ``reduction`` ∈ {"mean", "sum"},
+    ``alpha`` (a finite number > 0, at least float32's smallest normal number: it divides) may be a
+    (batched) tensor. ``reduction`` ∈ {"mean", "sum"},
     ``second_forward`` ∈ {"post", "pre"}, ``window`` (>= 1) time steps per update.
     """
     return FPTT(model, loss_fn, optimizer, alpha, reduction, second_forward, window)

@@ -38,9 +38,19 @@ import torch
 
 from .. import optim, tree
 from ..nn import Sequential
-from ._checks import check_like_params, check_model, check_positive, check_update_inputs, check_window
+from ._checks import (
+    check_carry,
+    check_flag,
+    check_init,
+    check_like_params,
+    check_model,
+    check_number,
+    check_positive,
+    check_update_inputs,
+    check_window,
+)
 from ._fused import map_elementwise
-from ._grad import LossFn, grad_with_aux, step_objective
+from ._grad import LossFn, detach_inputs, grad_with_aux, no_graph, step_objective
 from .driver import Learner, StepOutput
 
 __all__ = ["FPTTDualCarry", "FPTTDual", "fptt_dual"]
@@ -81,12 +91,15 @@ class FPTTDual(Learner):
 
     def __post_init__(self) -> None:
         check_model("fptt_dual", self.model, self.loss_fn, self.optimizer)
-        check_positive("fptt_dual", "alpha", self.alpha)
+        check_positive("fptt_dual", "alpha", self.alpha, reciprocal=True)
         check_positive("fptt_dual", "beta", self.beta)
+        check_number("fptt_dual", "rho", self.rho)
         check_window("fptt_dual", self.window)
 
     def init(self, params: Any, states: Any) -> FPTTDualCarry:
         """``w_bar`` a detached copy of ``params``, ``lam`` zeros."""
+        check_init("fptt_dual.init", self.model, params, states)
+        params, states = detach_inputs(params, states)
         return FPTTDualCarry(params, states, self.optimizer.init(params), tree.clone(params),
                              tree.zeros_like(params))
 
@@ -98,10 +111,13 @@ class FPTTDual(Learner):
         ]
         return sum(terms)
 
+    @no_graph
     def step(self, carry: FPTTDualCarry, x_t: torch.Tensor, y_t: torch.Tensor, last: bool = False
              ) -> tuple[FPTTDualCarry, StepOutput]:
         """One update on ``x_t`` [N, ...] — or, with ``window`` > 1, on a window ``x_t`` [L, N, ...]
         (outputs [L, ...]). ``last`` changes nothing here: the dual form has no end-of-sequence work."""
+        check_carry("fptt_dual.step", carry, FPTTDualCarry)
+        check_flag("fptt_dual.step", "last", last)
         check_update_inputs("fptt_dual.step", self.window, x_t, y_t)
         check_like_params("fptt_dual.step", "carry.w_bar", carry.w_bar, carry.params)
         check_like_params("fptt_dual.step", "carry.lam", carry.lam, carry.params)
@@ -121,6 +137,7 @@ class FPTTDual(Learner):
 
     def reset_params_to_mean(self, carry: FPTTDualCarry) -> FPTTDualCarry:
         """The authors' end-of-epoch reset ``W ← W̄`` (λ and the optimizer state kept)."""
+        check_carry("fptt_dual.reset_params_to_mean", carry, FPTTDualCarry)
         return carry._replace(params=tree.clone(carry.w_bar))
 
 

@@ -64,8 +64,8 @@ from ..neurons import OTTTLIF, Neuron
 from ..nn import Residual, Sequential
 from ..nn.normalization import BatchNorm
 from . import _per_step
-from ._checks import check_model
-from ._grad import LossFn
+from ._checks import check_carry, check_flag, check_init, check_model
+from ._grad import LossFn, detach_inputs, no_graph
 from .driver import Learner, StepOutput
 
 __all__ = ["SpikeTrace", "wire", "check_ottt_model", "OTTTCarry", "OTTT", "ottt"]
@@ -110,6 +110,9 @@ class _Wired(Layer):
 
     def init(self, generator: torch.Generator | None, x: Any) -> tuple[Any, Any]:
         return self.layer.init(generator, _spike(x))
+
+    def param_shapes(self) -> Any:
+        return self.layer.param_shapes()
 
     def init_state(self, x: torch.Tensor) -> Any:
         return self.layer.init_state(x)
@@ -312,19 +315,22 @@ class OTTT(Learner):
 
     def __post_init__(self) -> None:
         check_model("ottt", self.model, self.loss_fn, self.optimizer)
-        if not isinstance(self.online, bool):
-            raise TypeError(f"ottt: `online` must be a bool, got {type(self.online).__name__}")
+        check_flag("ottt", "online", self.online)
         check_ottt_model(self.model)
         object.__setattr__(self, "model", wire(self.model))
 
     def init(self, params: Any, states: Any) -> OTTTCarry:
         """Carry for the first sequence (``grad_sum`` zeros when accumulating, else None)."""
+        check_init("ottt.init", self.model, params, states)
+        params, states = detach_inputs(params, states)
         grad_sum = None if self.online else tree.zeros_like(params)
         return OTTTCarry(params, states, self.optimizer.init(params), grad_sum)
 
+    @no_graph
     def step(self, carry: OTTTCarry, x_t: torch.Tensor, y_t: torch.Tensor, last: bool = False
              ) -> tuple[OTTTCarry, StepOutput]:
         """One step; with ``online=False`` the update happens at ``last=True``."""
+        check_carry("ottt.step", carry, OTTTCarry)
         return _per_step.per_step(self, "ottt.step", carry, x_t, y_t, last)
 
     def updates_per_sequence(self, T: int) -> int:

@@ -33,13 +33,13 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .. import optim, tree
+from .. import optim, tree, validate
 from ..neurons import LI, SLTTLIF, Neuron
 from ..nn import Sequential, walk
 from ..random import hash32
 from . import _per_step, driver
-from ._checks import check_model
-from ._grad import LossFn
+from ._checks import check_carry, check_flag, check_init, check_model
+from ._grad import LossFn, detach_inputs, no_graph
 from .driver import Call, Learner, StepOutput
 
 __all__ = ["SLTTCarry", "SLTT", "sltt"]
@@ -80,14 +80,16 @@ class SLTT(Learner):
 
     def __post_init__(self) -> None:
         check_model("sltt", self.model, self.loss_fn, self.optimizer)
-        if not isinstance(self.online, bool):
-            raise TypeError(f"sltt: `online` must be a bool, got {type(self.online).__name__}")
-        if self.k is not None and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1):
-            raise ValueError(f"sltt: `k` must be None or an int >= 1, got {self.k!r}")
+        check_flag("sltt", "online", self.online)
+        if self.k is not None:
+            validate.integer("sltt", "k", self.k, low=1, what="backward steps per sequence, or None for all")
+        validate.seed("sltt", self.seed)
         check_sltt_model(self.model)
 
     def init(self, params: Any, states: Any) -> SLTTCarry:
         """Carry for the first sequence; ``key`` from ``seed`` on the params' device."""
+        check_init("sltt.init", self.model, params, states)
+        params, states = detach_inputs(params, states)
         device = tree.leaves(params)[0].device
         grad_sum = None if self.online else tree.zeros_like(params)
         key = torch.tensor(self.seed, dtype=torch.int64, device=device)
@@ -97,18 +99,23 @@ class SLTT(Learner):
         """The sorted time steps that run a backward pass in this sequence (all of them if k is None)."""
         if self.k is None:
             return list(range(T))
+        check_carry("sltt", carry, SLTTCarry)
         if self.k > T:
             raise ValueError(f"sltt: `k`={self.k} exceeds the sequence length T={T}")
         scores = hash32(torch.arange(T, dtype=torch.int64) ^ hash32(carry.key.detach().cpu()))
         return sorted(torch.argsort(scores, stable=True)[: self.k].tolist())
 
+    @no_graph
     def step(self, carry: SLTTCarry, x_t: torch.Tensor, y_t: torch.Tensor, last: bool = False,
              backward: bool = True) -> tuple[SLTTCarry, StepOutput]:
         """One step; ``backward=False`` runs forward only (SLTT-K's unselected steps)."""
+        check_carry("sltt.step", carry, SLTTCarry)
+        check_flag("sltt.step", "backward", backward)
         return _per_step.per_step(self, "sltt.step", carry, x_t, y_t, last, backward)
 
     def end_sequence(self, carry: SLTTCarry) -> SLTTCarry:
         """Fresh neuron states and the next key; params and optimizer state kept."""
+        check_carry("sltt.end_sequence", carry, SLTTCarry)
         return carry._replace(states=self.model.reset_states(carry.states), key=hash32(carry.key + 1))
 
     @property
