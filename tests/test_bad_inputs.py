@@ -78,6 +78,33 @@ def _sltt_k_run(k: int, T: int) -> None:
     learner.run(carry, torch.rand(T, 2, 3), torch.rand(T, 2, 2))
 
 
+def _step_with(**replace: Any) -> None:
+    """``fptt.step`` on the first step of :func:`_setup` with ``replace`` (``carry``, ``x_t``, ``y_t``, ``last``)."""
+    _, learner, carry, x, y = _setup()
+    args = {"carry": carry, "x_t": x[0], "y_t": y[0], "last": False, **replace}
+    learner.step(args["carry"], args["x_t"], args["y_t"], last=args["last"])
+
+
+def _carry_of_another_learner() -> None:
+    _, _, fptt_carry, x, y = _setup()
+    online.bptt(_model(), F.mse_loss, optim.sgd(lr=0.1)).run(fptt_carry, x, y)
+
+
+def _init_with_other_params() -> None:
+    model, learner, _, x, _ = _setup()
+    learner.init(_other_params(), model.init_states(x[0]))
+
+
+def _half_optimizer_state() -> None:
+    params = {"w": torch.ones(2)}
+    opt = optim.adam()
+    opt.update({"w": torch.ones(2)}, opt.init({"w": torch.ones(2, dtype=torch.float16)}), params)
+
+
+def _sltt_model() -> nn.Sequential:
+    return nn.Sequential(nn.Linear(3, 4), neurons.SLTTLIF(), nn.Linear(4, 2), neurons.SLTTLIF())
+
+
 def _double_params():
     return tree.map(torch.Tensor.double, _model().init(None, torch.rand(2, 3))[0])
 
@@ -101,6 +128,32 @@ def _one_sample_batch_norm() -> None:
     model.apply(params, states, torch.rand(1, 2))
 
 
+def _to_nir_with(layer: Any, dt: float = 1e-4) -> None:
+    """``to_nir`` of Linear(3, 4) then ``layer`` (needs the `nir` package, in the test extra)."""
+    pytest.importorskip("nir")
+    from purelearn.interop import to_nir
+    model = nn.Sequential(nn.Linear(3, 4), layer)
+    to_nir(model, model.init(None, torch.zeros(2, 3))[0], torch.zeros(2, 3), dt=dt)
+
+
+def _from_nir_with(kind: str) -> None:
+    """``from_nir`` of a graph with a node purelearn has no layer for, or with a branch."""
+    nir = pytest.importorskip("nir")
+    import numpy as np
+
+    from purelearn.interop import from_nir
+    if kind == "unsupported":
+        graph = nir.NIRGraph.from_list(nir.Affine(weight=np.ones((2, 3)), bias=np.zeros(2)), nir.CubaLIF(
+            tau_syn=np.full(2, 1e-3), tau_mem=np.full(2, 1e-3), r=np.ones(2), v_leak=np.zeros(2),
+            v_threshold=np.ones(2)))
+    else:
+        graph = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([3])}),
+                                    "a": nir.Linear(weight=np.ones((3, 3))), "b": nir.Linear(weight=np.ones((3, 3))),
+                                    "output": nir.Output(output_type={"output": np.array([3])})},
+                             edges=[("input", "a"), ("input", "b"), ("a", "output"), ("b", "output")])
+    from_nir(graph)
+
+
 # id -> (callable, exception type, regex the message must match)
 CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
     # ---- model construction and apply
@@ -108,7 +161,7 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
     "linear-bad-size": (lambda: nn.Linear(0, 3), ValueError, r"in_features.*positive int.*0"),
     "conv-bad-groups": (lambda: nn.Conv2d(3, 4, 3, groups=2), ValueError, r"groups.*2.*in_channels=3"),
     "dropout-bad-p": (lambda: nn.Dropout(1.5), ValueError, r"`p`.*\[0, 1\).*1.5"),
-    "tau-not-above-1": (lambda: neurons.LIF(tau=0.5), ValueError, r"`tau` must be > 1.*0.5"),
+    "tau-not-above-1": (lambda: neurons.LIF(tau=0.5), ValueError, r"LIF: `tau` must be a finite number > 1, got 0.5"),
     "tau-not-number": (lambda: neurons.LIF(tau="2"), TypeError, r"`tau` must be a number or a tensor.*str"),
     "unknown-surrogate": (lambda: neurons.LIF(surrogate="nope"), ValueError, r"unknown surrogate 'nope'.*sigmoid"),
     "surrogate-alpha": (lambda: surrogate.Sigmoid(alpha=-1.0), ValueError, r"`alpha` must be a finite number > 0.*-1"),
@@ -132,6 +185,14 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
                                ValueError, r"layer 0 is a LSTM.*supported: torch.nn.Linear"),
     "from-torch-not-sequential": (lambda: nn.from_torch(torch.nn.Linear(3, 3), torch.rand(2, 3)), TypeError,
                                   r"`module` must be a torch.nn.Sequential.*Linear"),
+    "to-nir-inexpressible": (lambda: _to_nir_with(neurons.LIF(v_reset=None)), ValueError,
+                             r"^to_nir: layer 1 \(LIF\) uses a soft reset \(v_reset=None"),
+    "to-nir-bad-dt": (lambda: _to_nir_with(neurons.LIF(), dt=0.0), ValueError,
+                      r"^to_nir: `dt` must be a finite number > 0, got 0.0$"),
+    "from-nir-unsupported-node": (lambda: _from_nir_with("unsupported"), ValueError,
+                                  r"^from_nir: node 'cubalif' \(CubaLIF\) is not supported; supported nodes: Input, "),
+    "from-nir-not-a-chain": (lambda: _from_nir_with("branch"), ValueError,
+                             r"^from_nir: node 'input' feeds \['a', 'b'\]; purelearn reads chains \(nn.Sequential\)"),
     "residual-body-not-sequential": (lambda: nn.Residual(nn.Linear(3, 3)), TypeError,
                                      r"Residual: `body` must be a purelearn.nn.Sequential, got Linear"),
     "residual-shape-mismatch": (lambda: nn.Sequential(nn.Residual(nn.Sequential(nn.Linear(3, 4)))).init(
@@ -142,7 +203,7 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
                                  ValueError, r"BatchNorm2d\(4\): input `x` must have shape \[N, 4, H, W\], got "
                                  r"\(2, 3, 8, 8\)"),
     "batchnorm-bad-momentum": (lambda: nn.BatchNorm2d(4, momentum=1.5), ValueError,
-                               r"BatchNorm2d: `momentum` must be a number in \[0, 1\] or None, got 1.5"),
+                               r"BatchNorm2d: `momentum` must be a finite number in \[0, 1\] or None, got 1.5"),
     "normalization-bad-eps": (lambda: nn.WSConv2d(2, 4, 3, eps=0.0), ValueError,
                               r"WSConv2d: `eps` must be a finite number > 0, got 0.0"),
     "batchnorm-state-shape": (lambda: _batch_norm_apply(states_channels=3), ValueError,
@@ -153,20 +214,36 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
     "from-torch-batchnorm-no-running-stats": (lambda: nn.from_torch(torch.nn.Sequential(
         torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3, track_running_stats=False)), torch.rand(2, 3)), ValueError,
         r"layer 1 BatchNorm1d must track running statistics \(track_running_stats=True\)"),
+    "neuron-hyperparameter-not-finite": (lambda: neurons.LIF(v_threshold=float("inf")), ValueError,
+                                         r"^LIF: `v_threshold` must be a finite number, got inf$"),
+    "flag-not-bool": (lambda: neurons.LIF(decay_input="False"), TypeError,
+                      r"^LIF: `decay_input` must be a bool \(True or False\), got 'False'$"),
+    "x-not-floating": (lambda: _model().init(None, torch.ones(2, 3, dtype=torch.int64)), TypeError,
+                       r"Sequential.init: input `x` must be a floating-point tensor \(params and states take its "
+                       r"dtype\), got torch.int64"),
     # ---- optimizers
-    "lr-negative": (lambda: optim.sgd(lr=-0.1), ValueError, r"sgd: `lr` must be >= 0, got -0.1"),
-    "momentum-negative": (lambda: optim.sgd(lr=0.1, momentum=-0.5), ValueError, r"`momentum` must be >= 0"),
+    "lr-negative": (lambda: optim.sgd(lr=-0.1), ValueError, r"sgd: `lr` must be a finite number >= 0, got -0.1"),
+    "momentum-negative": (lambda: optim.sgd(lr=0.1, momentum=-0.5), ValueError,
+                          r"`momentum` must be a finite number >= 0, got -0.5"),
     "betas-out-of-range": (lambda: optim.adam(betas=(0.9, 1.5)), ValueError, r"beta"),
     "lr-not-number": (lambda: optim.adam(lr="fast"), TypeError, r"`lr` must be a Python number or a torch.Tensor"),
     "grads-structure": (lambda: optim.sgd(lr=0.1).update({"a": torch.ones(2)}, optim.sgd(lr=0.1).init(
         {"b": torch.ones(2)}), {"b": torch.ones(2)}), ValueError, r"structure"),
     "schedule-bad-steps": (lambda: schedules.cosine_decay(0.1, decay_steps=0), ValueError,
                            r"cosine_decay: `decay_steps` must be an int >= 1, got 0"),
+    "optimizer-hyperparameter-not-finite": (lambda: optim.sgd(lr=float("inf")), ValueError,
+                                            r"^sgd: `lr` must be a finite number >= 0, got inf$"),
+    "schedule-value-not-finite": (lambda: schedules.linear(1e300, 0.0, 4), ValueError,
+                                  r"linear: `init_value` must be a finite number within float32's range \(\|x\| <= "
+                                  r"3.403e\+38; .*\), got 1e\+300"),
+    "optimizer-state-dtype": (_half_optimizer_state, TypeError,
+                              r"adam: `state.mu` leaf 'w' is torch.float16 on cpu, expected torch.float32 on cpu \(as "
+                              r"in `grads`\); an optimizer state has the dtype and device of the params"),
     "hyperparameter-not-a-schedule": (lambda: optim.sgd(lr=lambda: 0.1), TypeError,
                                       r"sgd: `lr` is callable, so it must be a schedule f\(count\)"),
     # ---- learners
     "alpha-not-positive": (lambda: online.fptt(_model(), F.mse_loss, optim.sgd(lr=0.1), alpha=0.0), ValueError,
-                           r"fptt: `alpha` must be > 0, got 0.0"),
+                           r"fptt: `alpha` must be a finite number > 0, got 0.0"),
     "window-not-positive": (lambda: online.fptt(_model(), F.mse_loss, optim.sgd(lr=0.1), window=0), ValueError,
                             r"fptt: `window` must be >= 1 \(time steps per update\), got 0"),
     "window-step-single-step": (lambda: _window_step(window=4, steps=0), ValueError,
@@ -213,6 +290,30 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
                               r"sltt: layer 1 is LIF; SLTT needs neurons.SLTTLIF"),
     "sltt-k-exceeds-t": (lambda: _sltt_k_run(k=9, T=5), ValueError, r"`k`=9 exceeds the sequence length T=5"),
     "bptt-single-step": (_bptt_single_step, ValueError, r"bptt.step: `x_win` must be a window \[L, N, features...\]"),
+    "learner-hyperparameter-not-finite": (lambda: online.fptt_dual(_model(), F.mse_loss, optim.sgd(lr=0.1),
+                                                                   rho=-float("inf")), ValueError,
+                                          r"^fptt_dual: `rho` must be a finite number, got -inf$"),
+    "alpha-underflows": (lambda: online.fptt(_model(), F.mse_loss, optim.sgd(lr=0.1), alpha=1e-300), ValueError,
+                         r"fptt: `alpha` must be a finite number > 0 and at least 1.175e-38 \(float32's smallest "
+                         r"normal number: .*\), got 1e-300"),
+    "seed-not-an-int": (lambda: online.sltt(_sltt_model(), F.mse_loss, optim.sgd(lr=0.1), k=2, seed=1.5), TypeError,
+                        r"^sltt: `seed` must be an int >= 0 \(a seed\), got float 1.5$"),
+    "carry-of-another-learner": (_carry_of_another_learner, TypeError,
+                                 r"bptt.step: `carry` must be a BPTTCarry, made by this learner's init\(params, "
+                                 r"states\), got a FPTTCarry \(another learner's carry\)"),
+    "init-params-other-model": (_init_with_other_params, ValueError,
+                                r"fptt.init: `params` does not match the model: layer 0 \(Linear\(3, 4\)\): "
+                                r"`params\['0'\]\['bias'\]` must have shape \(4,\), got \(5,\)"),
+    "empty-batch": (lambda: _run_with(x_seq=torch.rand(5, 0, 3), y_seq=torch.rand(5, 0, 2)), ValueError,
+                    r"FPTT: `x_seq` is an empty batch \(N=0, shape \(5, 0, 3\)\); a sequence needs N >= 1"),
+    "static-option-not-bool": (lambda: _step_with(last="False"), TypeError,
+                               r"^fptt.step: `last` must be a bool \(True or False\), got 'False'$"),
+    "y-without-batch-axis": (lambda: _step_with(y_t=torch.tensor(0.5)), ValueError,
+                             r"fptt.step: `y_t` must have a batch axis \[N, ...\] like `x_t` \(N=2\), got a 0-d "
+                             r"tensor; targets are not broadcast"),
+    "y-other-dtype": (lambda: _step_with(y_t=torch.rand(2, 2, dtype=torch.float64)), TypeError,
+                      r"fptt.step: `y_t` is torch.float64 on cpu but `x_t` is torch.float32 on cpu; targets must have "
+                      r"x's dtype \(or an integer dtype, class indices\) on x's device: they are not promoted"),
     "non-finite-loss": (lambda: online.check_finite(online.fptt(_model(), F.mse_loss, optim.sgd(lr=0.1))).run(
         *_setup()[2:4], torch.full((5, 2, 2), float("nan")), sequence=3), FloatingPointError,
         r"non-finite loss nan at step t=0 of sequence 3"),
@@ -254,9 +355,16 @@ def test_bad_input_raises_a_clear_error(case_id: str) -> None:
 def test_learner_errors_leave_the_carry_untouched() -> None:
     _, learner, carry, x, y = _setup()
     before = [(leaf.clone(), leaf._version) for leaf in tree.leaves(carry)]
-    for bad in (dict(y_seq=torch.rand(4, 2, 2)), dict(y_seq=torch.rand(5, 3, 2))):
+    for bad in (dict(y_seq=torch.rand(4, 2, 2)), dict(y_seq=torch.rand(5, 3, 2)),
+                dict(x_seq=x[:, :0], y_seq=y[:, :0]), dict(y_seq=y[:, 0, 0])):
         with pytest.raises(ValueError):
             learner.run(carry, bad.get("x_seq", x), bad.get("y_seq", y))
+    for bad_x, bad_y, last in ((x[0], torch.tensor(0.5), False), (x[0], y[0], "False"), (x[0], y[0].double(), True),
+                               (x[0].long(), y[0], False)):
+        with pytest.raises((TypeError, ValueError)):
+            learner.step(carry, bad_x, bad_y, last=last)
+    with pytest.raises(TypeError):  # this carry given to another learner type
+        online.bptt(_model(), F.mse_loss, optim.sgd(lr=0.1)).run(carry, x, y)
     for (value, version), leaf in zip(before, tree.leaves(carry), strict=True):
         assert torch.equal(value, leaf) and version == leaf._version
 
@@ -344,6 +452,15 @@ def _wrong_layout(tmp_path: Path) -> None:
     data.load_tensor_file(path)
 
 
+def _data_file(tmp_path: Path, **blob: Any) -> None:
+    """``data.load_tensor_file`` of a file holding ``blob`` (the keys given replace a good x [10, 4, 3], y [10])."""
+    from purelearn import data
+
+    path = tmp_path / "data.pt"
+    torch.save({"x": torch.rand(10, 4, 3), "y": torch.arange(10) % 2, **blob}, path)
+    data.load_tensor_file(path)
+
+
 def _load(spec: str, T: int | None = None) -> object:
     from purelearn import data
 
@@ -407,6 +524,16 @@ FILE_CASES: dict[str, tuple[Callable[[Path], object], type[Exception], str]] = {
                                         r"fptt carries a FPTTCarry: the carry is not of this run"),
     "file-data-wrong-layout": (_wrong_layout, ValueError, r"key 'y' must have one label per sample of 'x' "
                                                           r"\(N=10\), got 9 labels"),
+    "file-data-label-out-of-range": (lambda p: _data_file(p, y=torch.tensor([0] * 9 + [2**40])), ValueError,
+                                     r"key 'y' must hold class labels 0..16777215 \(at most 16777216 classes, "
+                                     r"2\*\*24\), got 1099511627776 at sample 9$"),
+    "file-data-not-dense": (lambda p: _data_file(p, x=torch.rand(10, 4, 3).to_sparse()), ValueError,
+                            r"key 'x' must be a dense tensor, got a sparse_coo tensor of shape \[10, 4, 3\]; save it "
+                            r"with .to_dense\(\)$"),
+    "file-data-foreign-objects": (lambda p: _data_file(p, x=__import__("numpy").zeros((10, 4, 3))), ValueError,
+                                  r"not a readable torch.save file of plain tensors \(UnpicklingError: it holds "
+                                  r"objects that need numpy.*, but only tensors, dicts, lists, tuples, numbers and "
+                                  r"strings are read from files, since other objects can run code when loaded"),
     "file-shd-missing": (lambda p: _load(f"shd:{p}"), FileNotFoundError,
                          r"shd_train.h5 does not exist: shd:DIR reads shd_train.h5, shd_test.h5 from DIR .* "
                          r"\"Heidelberg spiking datasets\" page \(zenkelab.org/datasets, mirror "
@@ -526,12 +653,74 @@ def _resume_changed_data(tmp_path: Path, stack: contextlib.ExitStack) -> list[st
     return ["train", "--resume", str(folder), "--epochs", "2"]
 
 
+def _disk_full_at_the_second_checkpoint(tmp_path: Path, stack: contextlib.ExitStack) -> list[str]:
+    import errno
+    import os
+
+    replace, saves = os.replace, []
+
+    def full(src: Any, dst: Any) -> None:
+        if str(dst).endswith("checkpoint.pt"):
+            saves.append(dst)
+            if len(saves) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        replace(src, dst)
+
+    stack.enter_context(pytest.MonkeyPatch.context()).setattr(os, "replace", full)
+    return ["train", *TINY_ARGV, "--epochs", "2", "--out", str(tmp_path / "run")]
+
+
+def _resume_hand_made(tmp_path: Path, stack: contextlib.ExitStack) -> list[str]:
+    from purelearn import checkpoint
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    node: dict[str, Any] = {"value": 0}
+    for _ in range(200):
+        node = {"list": [node]}
+    structure = json.dumps(node)
+    torch.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "structure": structure, "tensors": [],
+                "sha256": checkpoint.digest(structure, [])}, folder / "checkpoint.pt")
+    return ["train", "--resume", str(folder), "--epochs", "2"]
+
+
+def _too_large_for_memory(tmp_path: Path, stack: contextlib.ExitStack) -> list[str]:
+    from purelearn.app import memory
+
+    if memory.available("cpu") is None:  # no /proc/meminfo here: the machine's memory as a number
+        stack.enter_context(pytest.MonkeyPatch.context()).setattr(memory, "available", lambda _: (2**34, "available"))
+    return ["train", *TINY_ARGV, "--hidden", str(10**12), "--out", str(tmp_path / "run")]
+
+
+TINY_ARGV = ["--limit", "64", "--T", "4", "--hidden", "16", "--batch-size", "32", "--no-plot", "--quiet"]
+
 CLI_CASES: dict[str, tuple[list[str] | Callable[[Path, contextlib.ExitStack], list[str]], str]] = {
     "cli-unknown-algo": (["train", "--algo", "nope"], r"argument --algo: invalid choice: 'nope'"),
     "cli-bad-path": (["train", "--data", "/nonexistent/data.pt"], r"--data .* '/nonexistent/data.pt' does not exist"),
     "cli-out-of-range": (["train", "--epochs", "0"], r"argument --epochs: expected an integer >= 1, got '0'"),
-    "cli-option-of-another-algo": (["train", "--algo", "bptt", "--window", "8"],
-                                   r"--window only applies to --algo fptt or fptt-dual, got --algo bptt"),
+    "cli-option-of-another-algo": (["train", "--algo", "bptt", "--alpha", "0.2"],
+                                   r"--alpha only applies to --algo fptt or fptt-dual, got --algo bptt$"),
+    "cli-int-out-of-range": (["train", "--seed", str(2**70)], r"argument --seed: expected an integer in "
+                                                             r"0..9223372036854775807 \(2\*\*63 - 1\), got "
+                                                             r"'1180591620717411303424'"),
+    "cli-device-not-trainable": (["train", "--device", "meta"], r"--device meta: a meta device holds shapes, not "
+                                                                r"values, so nothing can be trained on it; use cpu, "
+                                                                r"cuda, mps"),
+    "cli-too-large-for-memory": (_too_large_for_memory,
+                                 r"error: --hidden 1000000000000 is too large: the run needs at least .* of memory "
+                                 r"\(parameters and their gradients: .*\), more than the .* available .*; lower "
+                                 r"--hidden$"),
+    "cli-sweep-too-many-configs": (["sweep", "--lr", "0.001:0.01:1000", "--alpha", "0.1:0.2:1000"],
+                                   r"sweep: 1000 --lr × 1000 --alpha values make 1000000 configurations, more than "
+                                   r"--max-configs 1024; .* give fewer values, or raise --max-configs"),
+    "cli-disk-full-at-checkpoint": (_disk_full_at_the_second_checkpoint,
+                                    r"error: could not write .*run/checkpoint.pt: no space left on the device \(the "
+                                    r"disk is full\); ENOSPC; epoch 2 was not saved; the last good checkpoint \(epoch "
+                                    r"1\) is kept in .*run: free space \(or make the folder writable\) and continue "
+                                    r"with --resume .*run$"),
+    "cli-resume-hand-made-checkpoint": (_resume_hand_made, r"^purelearn train: error: checkpoint .*run/checkpoint.pt "
+                                                           r"is corrupt: checkpoint structure is nested more than 64 "
+                                                           r"levels deep$"),
     "cli-unwritable-out": (["train", "--limit", "40", "--epochs", "1", "--out", "/proc/purelearn-forbidden/x"],
                            r"--out /proc/purelearn-forbidden/x: cannot write there"),
     "cli-data-missing-file": (["data", "shd:/nonexistent/shd"],
@@ -556,7 +745,7 @@ CLI_CASES: dict[str, tuple[list[str] | Callable[[Path, contextlib.ExitStack], li
                                 r"restore the data, or pass --allow-changed-data to continue on the new data$"),
 }
 #: Exit codes other than 2.
-CLI_EXIT_CODES = {"cli-diverged": 3}
+CLI_EXIT_CODES = {"cli-diverged": 3, "cli-disk-full-at-checkpoint": 4}
 
 
 @pytest.mark.parametrize("case_id", sorted(CLI_CASES))
