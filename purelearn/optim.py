@@ -461,6 +461,9 @@ def _adam(
     def update(grads: PyTree, state: AdamState, params: PyTree | None = None) -> tuple[PyTree, AdamState]:
         _check_state(owner, state, AdamState)
         _check_inputs(owner, grads, params, "state.mu", state.mu, needs_params=use_decay)
+        _check_trees(owner, "state.nu", state.nu, "grads", grads)
+        if amsgrad:
+            _check_trees(owner, "state.nu_max", state.nu_max, "grads", grads)
         lr, beta1, beta2, eps, weight_decay = _at(hypers, state.count)
         # AdamW's multiplicative decay 1 - lr * wd, computed in double for numbers like torch.
         decay_factor = 1 - lr * weight_decay
@@ -616,6 +619,7 @@ def adamax(
     def update(grads: PyTree, state: AdamaxState, params: PyTree | None = None) -> tuple[PyTree, AdamaxState]:
         _check_state(owner, state, AdamaxState)
         _check_inputs(owner, grads, params, "state.mu", state.mu, needs_params=use_decay)
+        _check_trees(owner, "state.u", state.u, "grads", grads)
         lr, beta1, beta2, eps, weight_decay = _at(hypers, state.count)
         count = state.count + 1
         t = count.to(_wide_float(count.device))

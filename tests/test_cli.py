@@ -429,6 +429,13 @@ def test_every_integer_option_has_a_range_and_names_itself(capsys, command, opti
     assert code == 2 and f"argument {option}: expected an integer in " in err and "Overflow" not in err, err
 
 
+@pytest.mark.parametrize("option", ["--lr", "--alpha", "--tau", "--clip"])
+def test_every_number_option_stops_at_float32s_largest_and_names_itself(capsys, option):
+    code, err = _error(capsys, "train", option, "1e308")
+    assert code == 2 and err.strip() == (f"purelearn train: error: {option} must be at most 3.403e+38 (float32's "
+                                         "largest finite number), got 1e+308"), err
+
+
 def test_integer_fields_and_sweep_seeds_stop_at_int64():
     with pytest.raises(app.ConfigError, match=r"^`seed` must be an integer in 0..9223372036854775807 \(2\*\*63 - 1\), "
                                               r"got 9223372036854775808$"):

@@ -597,6 +597,18 @@ def test_state_of_another_dtype_is_refused_before_anything_changes(make: Callabl
         assert torch.equal(value, leaf) and version == leaf._version
 
 
+@pytest.mark.parametrize("make, field", [(lambda: optim.adam(0.1), "nu"),
+                                         (lambda: optim.adam(0.1, amsgrad=True), "nu_max"),
+                                         (lambda: optim.adamax(0.1), "u")])
+def test_every_moment_of_the_state_is_checked_not_only_the_first(make: Callable[[], Any], field: str) -> None:
+    opt = make()
+    params = {"w": torch.ones(3)}
+    state = opt.init(params)
+    state = state._replace(**{field: tree.map(lambda t: t.half(), getattr(state, field))})  # only this moment
+    with pytest.raises(TypeError, match=rf"`state\.{field}` leaf 'w' is torch.float16 on cpu, expected torch.float32"):
+        opt.update(tree.map(torch.ones_like, params), state, params)
+
+
 def test_grads_of_another_dtype_than_params_are_refused() -> None:
     opt = optim.sgd(0.1, weight_decay=0.1)
     params = {"w": torch.ones(3)}

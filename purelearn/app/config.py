@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .. import data, models
+from .. import data, models, validate
 from . import registry, task
 from .errors import ConfigError
 
@@ -172,6 +172,9 @@ def _check_number(name: str, value: Any, low: float, strict: bool) -> None:
     if not number or not (value > low if strict else value >= low):
         bound = f"{'>' if strict else '>='} {low:g}" + ("" if strict or name != "clip" else " (0: no clipping)")
         raise ConfigError(name, f"`{name}` must be a number {bound}, got {value!r}")
+    if value > validate.FLOAT32_MAX:  # the learners compute in float32 at least: larger is infinite there
+        raise ConfigError(name, f"`{name}` must be at most {validate.FLOAT32_MAX:.4g} (float32's largest finite "
+                                f"number), got {value!r}")
 
 
 def _check_device(name: Any) -> None:
