@@ -310,14 +310,19 @@ def temporaries(folder: str | os.PathLike, name: str | None = None) -> list[str]
     return found
 
 
-def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[str]:
-    """Delete :func:`temporaries` of ``folder``; returns their paths. Call it only while no other
-    process writes there (the run folder's lock held): a live save's temporary file looks the same."""
+def remove_files(paths: list[str]) -> list[str]:
+    """Delete ``paths``; returns those that existed (a file gone meanwhile is skipped)."""
     removed = []
-    for path in temporaries(folder, name):
+    for path in paths:
         try:
             os.unlink(path)
         except FileNotFoundError:
             continue
         removed.append(path)
     return removed
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[str]:
+    """Delete :func:`temporaries` of ``folder``; returns their paths. Call it only while no other
+    process writes there (the run folder's lock held): a live save's temporary file looks the same."""
+    return remove_files(temporaries(folder, name))

@@ -83,16 +83,10 @@ def remove_stale_temporaries(folder: str) -> list[str]:
     the folder's lock held. Returns the removed paths."""
     from .. import checkpoint
 
-    removed = checkpoint.remove_stale_temporaries(folder, CHECKPOINT)
-    for entry in sorted(os.listdir(folder)):
-        path = os.path.join(folder, entry)
-        if (entry in {name + ".tmp" for name in JSON_FILES} or _PROBE.fullmatch(entry)) and os.path.isfile(path):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                continue
-            removed.append(path)
-    return removed
+    ours = [os.path.join(folder, entry) for entry in sorted(os.listdir(folder))
+            if entry in {name + ".tmp" for name in JSON_FILES} or _PROBE.fullmatch(entry)]
+    return checkpoint.remove_stale_temporaries(folder, CHECKPOINT) + checkpoint.remove_files(
+        [path for path in ours if os.path.isfile(path)])
 
 
 def strict_json(obj: Any) -> Any:
