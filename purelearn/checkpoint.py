@@ -51,7 +51,7 @@ from typing import Any
 import torch
 
 __all__ = ["FORMAT", "VERSION", "READABLE", "MAX_DEPTH", "CheckpointError", "encode_tree", "decode_tree", "digest",
-           "save", "load", "load_error_reason", "temporaries", "remove_stale_temporaries"]
+           "save", "load", "load_error_reason", "temporaries", "remove_files", "remove_stale_temporaries"]
 
 FORMAT = "purelearn-checkpoint"
 VERSION = 2
