@@ -51,7 +51,8 @@ from typing import Any
 import torch
 
 __all__ = ["FORMAT", "VERSION", "READABLE", "MAX_DEPTH", "CheckpointError", "encode_tree", "decode_tree", "digest",
-           "save", "load", "load_error_reason", "temporaries", "remove_files", "remove_stale_temporaries"]
+           "hash_bytes", "save", "load", "load_error_reason", "temporaries", "remove_files",
+           "remove_stale_temporaries"]
 
 FORMAT = "purelearn-checkpoint"
 VERSION = 2
@@ -171,7 +172,13 @@ def _hash_tensor(h: Any, t: torch.Tensor) -> None:
     if t.layout != torch.strided or t.device.type != "cpu":
         raise CheckpointError(f"checkpoint: cannot hash a {t.layout} tensor on {t.device}")
     h.update(f"{t.dtype}|{tuple(t.shape)}|{t.requires_grad}\0".encode())
-    t = t.detach().contiguous()  # alive in this frame while its bytes are read in place
+    hash_bytes(h, t)
+
+
+def hash_bytes(h: Any, t: torch.Tensor) -> None:
+    """Feed a tensor's row-major bytes to hash ``h`` (``hashlib``), read in place, without a copy
+    unless ``t`` is not contiguous or not on the cpu."""
+    t = t.detach().cpu().contiguous()  # alive in this frame while its bytes are read in place
     n = t.element_size() * t.numel()
     if n:
         h.update((ctypes.c_ubyte * n).from_address(t.data_ptr()))

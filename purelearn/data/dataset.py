@@ -8,7 +8,6 @@ float copy of the whole set is never made.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import hashlib
 from collections.abc import Iterator, Mapping
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
+from ..checkpoint import hash_bytes
 from .encodings import encode
 
 __all__ = ["SPLIT_SEED", "Compact", "Dataset", "Split", "seeded_split", "batches", "batch_indices", "take",
@@ -158,11 +158,8 @@ def _feed(h: Any, obj: Any) -> None:
     """Feed ``obj`` to hash ``h``: tensors by dtype, shape and bytes; dataclasses (compact sets) and
     sequences by their items; anything else by its ``repr``."""
     if isinstance(obj, torch.Tensor):
-        t = obj.detach().cpu().contiguous()  # alive in this frame while its bytes are read in place
-        h.update(f"tensor|{t.dtype}|{tuple(t.shape)}\0".encode())
-        n = t.element_size() * t.numel()
-        if n:
-            h.update((ctypes.c_ubyte * n).from_address(t.data_ptr()))
+        h.update(f"tensor|{obj.dtype}|{tuple(obj.shape)}\0".encode())
+        hash_bytes(h, obj)
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         h.update(f"{type(obj).__name__}(".encode())
         for f in dataclasses.fields(obj):
