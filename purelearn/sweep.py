@@ -157,7 +157,7 @@ class Swept(Learner):
     """K learners as one: ``make(**config)`` for each of the K configs, carries stacked [K, ...].
 
     ``step`` is ``torch.func.vmap`` of the configs' steps over their carries (the inputs ``x``, ``y``
-    are shared); outputs gain an axis K after time: ``loss`` [K] per step ([T, K] from ``run``),
+    are shared); outputs gain an axis K after time: ``loss`` [K] per step ([T, K] from the inherited ``run``),
     ``y`` [K, N, ...]. The plan is that of the first config's learner, and must be the same for
     all: learners whose plan changes per sequence (SLTT-K) cannot be swept this way. Build it with
     :func:`learners`.
@@ -234,10 +234,6 @@ class Swept(Learner):
 
     def end_sequence(self, carry: Any) -> Any:
         return self._vmap(lambda learner, c: learner.end_sequence(c), carry, carry)
-
-    def run(self, carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor) -> tuple[Any, StepOutput]:
-        """One sequence for all K configs; outputs time-major ``loss`` [T, K], ``y`` [T, K, N, ...]."""
-        return super().run(carry, x_seq, y_seq)
 
 
 def learners(make: Callable[..., Any], configs: dict[str, Any]) -> Swept:
