@@ -13,7 +13,7 @@ ROOT = Path(purelearn.__file__).parent
 
 #: Layers from the bottom up; a module may import from its own layer and the layers below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("primitives", ("tree", "validate", "surrogate", "random", "scan")),
+    ("primitives", ("tree", "validate", "surrogate", "random", "scan", "distributed")),
     ("model", ("layer", "neurons", "nn", "interop")),
     ("optimisation", ("optim", "schedules")),
     ("learners", ("online",)),

@@ -19,6 +19,7 @@ import optree
 import torch
 
 from .. import tree, validate
+from ..distributed import DataParallel
 from ..nn import Sequential
 
 
@@ -95,6 +96,13 @@ def check_model(owner: str, model: Any, loss_fn: Any, optimizer: Any) -> None:
             f"{owner}: `optimizer` must be a purelearn.optim transformation (init/update), got "
             f"{type(optimizer).__name__}"
         )
+
+
+def check_data_parallel(owner: str, data_parallel: Any) -> None:
+    """``data_parallel`` a :class:`purelearn.distributed.DataParallel` or None."""
+    if data_parallel is not None and not isinstance(data_parallel, DataParallel):
+        raise TypeError(f"{owner}: `data_parallel` must be a purelearn.distributed.DataParallel or None, got "
+                        f"{type(data_parallel).__name__}")
 
 
 def check_step_inputs(owner: str, x_t: Any, y_t: Any) -> None:

@@ -98,6 +98,12 @@ def grad_with_aux(objective: Callable[[Any], tuple[torch.Tensor, Any]], params: 
     return optree.tree_unflatten(spec, grads), detach(aux)
 
 
+def across_ranks(data_parallel: Any, grads: Any, x: torch.Tensor, batch_dim: int) -> Any:
+    """``grads`` of this rank's batch ``x`` (its samples along ``batch_dim``) averaged over the ranks
+    of ``data_parallel`` (:class:`purelearn.distributed.DataParallel`); as they are when it is None."""
+    return grads if data_parallel is None else data_parallel.gradient(grads, x.shape[batch_dim])
+
+
 def step_grad(model: Sequential, loss_fn: LossFn, params: Any, states: Any, x_t: torch.Tensor,
               y_t: torch.Tensor) -> tuple[Any, torch.Tensor, torch.Tensor, Any]:
     """∇_params l_t with ``states`` held constant (one step, no path into earlier steps).

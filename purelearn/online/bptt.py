@@ -8,6 +8,9 @@ Memory grows with T (every step's activations are kept for the backward pass); t
 learners' does not. With :class:`~purelearn.neurons.SLTTLIF` neurons the temporal path is detached
 and BPTT's gradient equals SLTT's accumulated one.
 
+**Data parallelism** (``data_parallel=``:class:`~purelearn.distributed.DataParallel`): the sequence's
+gradient is averaged over the ranks, one all-reduce per update.
+
 Its plan is one call over the whole sequence: ``step(carry, x_win, y_win)`` on a window [L, N, ...]
 is one update from ``carry.states`` through all L steps, and ``run`` is that step on ``x_seq``.
 
@@ -31,10 +34,11 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import optim
+from ..distributed import DataParallel
 from ..nn import Sequential
 from . import driver
-from ._checks import check_carry, check_flag, check_init, check_model, check_window_inputs
-from ._grad import LossFn, detach_inputs, grad_with_aux, no_graph, sequence_loss
+from ._checks import check_carry, check_data_parallel, check_flag, check_init, check_model, check_window_inputs
+from ._grad import LossFn, across_ranks, detach_inputs, grad_with_aux, no_graph, sequence_loss
 from .driver import Call, Learner, StepOutput
 
 __all__ = ["BPTTCarry", "BPTT", "bptt"]
@@ -55,9 +59,11 @@ class BPTT(Learner):
     model: Sequential
     loss_fn: LossFn
     optimizer: optim.GradientTransformation
+    data_parallel: DataParallel | None = None
 
     def __post_init__(self) -> None:
         check_model("bptt", self.model, self.loss_fn, self.optimizer)
+        check_data_parallel("bptt", self.data_parallel)
 
     def init(self, params: Any, states: Any) -> BPTTCarry:
         """Carry for the first sequence."""
@@ -76,6 +82,7 @@ class BPTT(Learner):
         check_window_inputs("bptt.step", None, x_win, y_win)
         objective = lambda p: self.sequence_loss(p, carry.states, x_win, y_win)
         grads, (losses, ys, states) = grad_with_aux(objective, carry.params)
+        grads = across_ranks(self.data_parallel, grads, x_win, 1)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
         params = optim.apply_updates(carry.params, updates)
         return BPTTCarry(params, states, opt_state), StepOutput(losses, ys)
@@ -90,6 +97,8 @@ class BPTT(Learner):
         return driver.windows(T, T)
 
 
-def bptt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation) -> BPTT:
-    """BPTT learner over the same models (see the module docstring)."""
-    return BPTT(model, loss_fn, optimizer)
+def bptt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation, *,
+         data_parallel: DataParallel | None = None) -> BPTT:
+    """BPTT learner over the same models (see the module docstring); ``data_parallel`` averages the
+    gradient over the ranks of a process group."""
+    return BPTT(model, loss_fn, optimizer, data_parallel)

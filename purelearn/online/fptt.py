@@ -38,6 +38,12 @@ Options beyond the reference, off by default:
 
 A parameter that receives no gradient gets a zero gradient (the reference raises ``TypeError``).
 
+**Data parallelism** (``data_parallel=``:class:`~purelearn.distributed.DataParallel`): both gradients
+of the loss are averaged over the ranks — the task gradient ``∇l_t(W_t)`` and ``grad_last =
+∇l_t(W_{t+1})`` — so each is the gradient of the global batch's loss; the regulariser's gradient,
+``w_ra`` and the optimizer act on values every rank holds alike. Two all-reduces per step (one
+without ``last``'s second forward).
+
 Example::
 
     >>> import torch, torch.nn.functional as F
@@ -59,9 +65,11 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import optim, tree
+from ..distributed import DataParallel
 from ..nn import Sequential
 from ._checks import (
     check_carry,
+    check_data_parallel,
     check_flag,
     check_init,
     check_like_params,
@@ -71,7 +79,7 @@ from ._checks import (
     check_window,
 )
 from ._fused import map_elementwise
-from ._grad import LossFn, detach_inputs, grad_with_aux, no_graph, step_objective
+from ._grad import LossFn, across_ranks, detach_inputs, grad_with_aux, no_graph, step_objective
 from .driver import Learner, StepOutput
 
 __all__ = ["FPTTCarry", "FPTT", "fptt"]
@@ -113,9 +121,11 @@ class FPTT(Learner):
     reduction: str = "mean"
     second_forward: str = "post"
     window: int = 1
+    data_parallel: DataParallel | None = None
 
     def __post_init__(self) -> None:
         check_model("fptt", self.model, self.loss_fn, self.optimizer)
+        check_data_parallel("fptt", self.data_parallel)
         check_positive("fptt", "alpha", self.alpha, reciprocal=True)
         check_window("fptt", self.window)
         if self.reduction not in ("mean", "sum"):
@@ -140,11 +150,12 @@ class FPTT(Learner):
         check_update_inputs("fptt.step", self.window, x_t, y_t)
         check_like_params("fptt.step", "carry.w_ra", carry.w_ra, carry.params)
         check_like_params("fptt.step", "carry.grad_last", carry.grad_last, carry.params)
-        alpha, reduction = self.alpha, self.reduction
+        alpha, reduction, batch_dim = self.alpha, self.reduction, 0 if self.window == 1 else 1
         # ∇[l_t + (alpha/2)·Σ mse(W_i, w_ra_i + grad_last_i/(2·alpha))]: autograd for l_t, the
         # regulariser in closed form (its value is not needed)
         task_grads, (loss, y_hat, states) = grad_with_aux(
             step_objective(self.model, self.loss_fn, carry.states, x_t, y_t, self.window), carry.params)
+        task_grads = across_ranks(self.data_parallel, task_grads, x_t, batch_dim)
         grads = map_elementwise(lambda g, w, ra, gl: g + _regulariser_grad(w, ra, gl, alpha, reduction),
                                 task_grads, carry.params, carry.w_ra, carry.grad_last)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
@@ -156,6 +167,7 @@ class FPTT(Learner):
             from_states = states if self.second_forward == "post" else self.model.restore_states(carry.states, states)
             grad_last, (_, _, replayed) = grad_with_aux(
                 step_objective(self.model, self.loss_fn, from_states, x_t, y_t, self.window), params)
+            grad_last = across_ranks(self.data_parallel, grad_last, x_t, batch_dim)
             states = self.model.restore_states(states, replayed)
             w_ra = map_elementwise(lambda ra, w, g: _running_average(ra, w, g, alpha), w_ra, params, grad_last)
         return FPTTCarry(params, states, opt_state, w_ra, grad_last), StepOutput(loss, y_hat)
@@ -169,11 +181,12 @@ class FPTT(Learner):
 
 def fptt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation,
          alpha: float | torch.Tensor = 0.1, *, reduction: str = "mean", second_forward: str = "post",
-         window: int = 1) -> FPTT:
+         window: int = 1, data_parallel: DataParallel | None = None) -> FPTT:
     """FPTT learner with SpikingJelly 2.0.0 semantics (see the module docstring).
 
     ``alpha`` (a finite number > 0, at least float32's smallest normal number: it divides) may be a
     (batched) tensor. ``reduction`` ∈ {"mean", "sum"},
-    ``second_forward`` ∈ {"post", "pre"}, ``window`` (>= 1) time steps per update.
+    ``second_forward`` ∈ {"post", "pre"}, ``window`` (>= 1) time steps per update; ``data_parallel``
+    averages the gradients over the ranks of a process group.
     """
-    return FPTT(model, loss_fn, optimizer, alpha, reduction, second_forward, window)
+    return FPTT(model, loss_fn, optimizer, alpha, reduction, second_forward, window, data_parallel)

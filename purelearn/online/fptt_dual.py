@@ -17,6 +17,10 @@ authors also reset ``W ← W̄`` at the end of each epoch (λ kept): call
 it; ``step`` takes a window [L', N, ...] (1 <= L' <= L) and ``run`` cuts the sequence (see
 :mod:`~purelearn.online.fptt`).
 
+**Data parallelism** (``data_parallel=``:class:`~purelearn.distributed.DataParallel`): the task
+gradient ``∇l_t`` is averaged over the ranks (one all-reduce per update); R's gradient, λ, W̄ and
+the optimizer act on values every rank holds alike.
+
 Example::
 
     >>> import torch, torch.nn.functional as F
@@ -37,9 +41,11 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import optim, tree
+from ..distributed import DataParallel
 from ..nn import Sequential
 from ._checks import (
     check_carry,
+    check_data_parallel,
     check_flag,
     check_init,
     check_like_params,
@@ -50,7 +56,7 @@ from ._checks import (
     check_window,
 )
 from ._fused import map_elementwise
-from ._grad import LossFn, detach_inputs, grad_with_aux, no_graph, step_objective
+from ._grad import LossFn, across_ranks, detach_inputs, grad_with_aux, no_graph, step_objective
 from .driver import Learner, StepOutput
 
 __all__ = ["FPTTDualCarry", "FPTTDual", "fptt_dual"]
@@ -88,9 +94,11 @@ class FPTTDual(Learner):
     beta: float | torch.Tensor = 0.5
     rho: float | torch.Tensor = 0.0
     window: int = 1
+    data_parallel: DataParallel | None = None
 
     def __post_init__(self) -> None:
         check_model("fptt_dual", self.model, self.loss_fn, self.optimizer)
+        check_data_parallel("fptt_dual", self.data_parallel)
         check_positive("fptt_dual", "alpha", self.alpha, reciprocal=True)
         check_positive("fptt_dual", "beta", self.beta)
         check_number("fptt_dual", "rho", self.rho)
@@ -126,6 +134,7 @@ class FPTTDual(Learner):
         # ∇[l_t + R(W)]: autograd for l_t, R in closed form (its value is not needed)
         task_grads, (loss, y_hat, states) = grad_with_aux(
             step_objective(self.model, self.loss_fn, carry.states, x_t, y_t, self.window), carry.params)
+        task_grads = across_ranks(self.data_parallel, task_grads, x_t, 0 if self.window == 1 else 1)
         grads = map_elementwise(lambda g, w, wb, lm: g + _regulariser_grad(w, wb, lm, alpha, rho),
                                 task_grads, carry.params, carry.w_bar, carry.lam)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
@@ -143,7 +152,8 @@ class FPTTDual(Learner):
 
 def fptt_dual(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation,
               alpha: float | torch.Tensor = 0.1, beta: float | torch.Tensor = 0.5,
-              rho: float | torch.Tensor = 0.0, *, window: int = 1) -> FPTTDual:
+              rho: float | torch.Tensor = 0.0, *, window: int = 1,
+              data_parallel: DataParallel | None = None) -> FPTTDual:
     """Dual-variable FPTT learner (defaults alpha=0.1, beta=0.5, rho=0.0, one update per step; see the
     module docstring)."""
-    return FPTTDual(model, loss_fn, optimizer, alpha, beta, rho, window)
+    return FPTTDual(model, loss_fn, optimizer, alpha, beta, rho, window, data_parallel)

@@ -59,12 +59,13 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import optim, tree
+from ..distributed import DataParallel
 from ..layer import Layer
 from ..neurons import OTTTLIF, Neuron
 from ..nn import Residual, Sequential
 from ..nn.normalization import BatchNorm
 from . import _per_step
-from ._checks import check_carry, check_flag, check_init, check_model
+from ._checks import check_carry, check_data_parallel, check_flag, check_init, check_model
 from ._grad import LossFn, detach_inputs, no_graph
 from .driver import Learner, StepOutput
 
@@ -312,9 +313,11 @@ class OTTT(Learner):
     loss_fn: LossFn
     optimizer: optim.GradientTransformation
     online: bool = True
+    data_parallel: DataParallel | None = None
 
     def __post_init__(self) -> None:
         check_model("ottt", self.model, self.loss_fn, self.optimizer)
+        check_data_parallel("ottt", self.data_parallel)
         check_flag("ottt", "online", self.online)
         check_ottt_model(self.model)
         object.__setattr__(self, "model", wire(self.model))
@@ -338,6 +341,9 @@ class OTTT(Learner):
         return _per_step.updates_per_sequence(self.online, T)
 
 
-def ottt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation, online: bool = True) -> OTTT:
-    """OTTT learner: ``online=True`` is OTTT_O (update per step), ``False`` is OTTT_A (per sequence)."""
-    return OTTT(model, loss_fn, optimizer, online)
+def ottt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation, online: bool = True, *,
+         data_parallel: DataParallel | None = None) -> OTTT:
+    """OTTT learner: ``online=True`` is OTTT_O (update per step), ``False`` is OTTT_A (per sequence);
+    ``data_parallel`` averages the applied gradient over the ranks of a process group
+    (:mod:`~purelearn.online._per_step`: every step online, the sequence's sum otherwise)."""
+    return OTTT(model, loss_fn, optimizer, online, data_parallel)

@@ -34,11 +34,12 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import optim, tree, validate
+from ..distributed import DataParallel
 from ..neurons import LI, SLTTLIF, Neuron
 from ..nn import Sequential, walk
 from ..random import hash32
 from . import _per_step, driver
-from ._checks import check_carry, check_flag, check_init, check_model
+from ._checks import check_carry, check_data_parallel, check_flag, check_init, check_model
 from ._grad import LossFn, detach_inputs, no_graph
 from .driver import Call, Learner, StepOutput
 
@@ -77,9 +78,11 @@ class SLTT(Learner):
     online: bool = False
     k: int | None = None
     seed: int = 0
+    data_parallel: DataParallel | None = None
 
     def __post_init__(self) -> None:
         check_model("sltt", self.model, self.loss_fn, self.optimizer)
+        check_data_parallel("sltt", self.data_parallel)
         check_flag("sltt", "online", self.online)
         if self.k is not None:
             validate.integer("sltt", "k", self.k, low=1, what="backward steps per sequence, or None for all")
@@ -135,6 +138,9 @@ class SLTT(Learner):
 
 
 def sltt(model: Sequential, loss_fn: LossFn, optimizer: optim.GradientTransformation, online: bool = False,
-         k: int | None = None, *, seed: int = 0) -> SLTT:
-    """SLTT learner (per-sequence update by default); ``k`` turns it into SLTT-K."""
-    return SLTT(model, loss_fn, optimizer, online, k, seed)
+         k: int | None = None, *, seed: int = 0, data_parallel: DataParallel | None = None) -> SLTT:
+    """SLTT learner (per-sequence update by default); ``k`` turns it into SLTT-K. ``data_parallel``
+    averages the applied gradient over the ranks of a process group (every backward step online, the
+    sequence's sum otherwise); SLTT-K's draw comes from the carry's key, which every rank holds alike,
+    so all ranks run the same backward steps."""
+    return SLTT(model, loss_fn, optimizer, online, k, seed, data_parallel)
