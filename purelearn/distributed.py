@@ -44,14 +44,30 @@ import torch.distributed as dist
 
 from .random import hash32
 
-__all__ = ["DataParallel", "RanksDisagree", "active", "rank", "world_size", "shard", "shard_bounds",
-           "checksums"]
+__all__ = ["DataParallel", "RanksDisagree", "CollectiveFailed", "collective", "active", "rank", "world_size",
+           "shard", "shard_bounds", "checksums"]
 
 LOSS_REDUCTIONS = ("mean", "sum")
 
 
 class RanksDisagree(RuntimeError):
     """The ranks' copies of what must be identical (params, optimizer state) differ."""
+
+
+class CollectiveFailed(RuntimeError):
+    """A collective over the ranks failed: another rank stopped (crashed, or raised and left), or the
+    process group's timeout passed while waiting for it."""
+
+
+def collective(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, a ``torch.distributed`` call, with a failure (a peer that closed its
+    connection, a timeout) raised as :class:`CollectiveFailed`."""
+    try:
+        return fn(*args, **kwargs)
+    except RuntimeError as err:
+        reason = " ".join(str(err).split())[:240]
+        raise CollectiveFailed(f"a collective over the ranks failed, most likely because another rank stopped (its "
+                               f"own message says why): {reason}") from err
 
 
 def active(group: Any = None) -> bool:
@@ -182,7 +198,7 @@ class DataParallel:
             return
         local = checksums([leaf for _, leaf in tensors])
         table = torch.empty((world_size(self.group), local.numel()), dtype=local.dtype, device=local.device)
-        dist.all_gather(list(table.unbind(0)), local, group=self.group)
+        collective(dist.all_gather, list(table.unbind(0)), local, group=self.group)
         differs = (table != table[:1]).any(0).tolist()
         bad = [".".join(map(str, p)) or "(root)" for (p, _), d in zip(tensors, differs, strict=True) if d]
         if bad:
@@ -196,7 +212,7 @@ class DataParallel:
 def _all_reduce_op(x: torch.Tensor, op: str, group_name: str) -> torch.Tensor:
     """``dist.all_reduce`` of a copy of ``x`` (``op`` "sum" or "mean"), as a functional operator."""
     out = x.clone(memory_format=torch.contiguous_format)
-    dist.all_reduce(out, op=dist.ReduceOp.SUM, group=_resolve(group_name))
+    collective(dist.all_reduce, out, op=dist.ReduceOp.SUM, group=_resolve(group_name))
     if op == "mean":
         out = out / dist.get_world_size(_resolve(group_name))
     return out

@@ -20,7 +20,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from purelearn import models, neurons, nn, online, optim, scan, schedules, surrogate, sweep, tree
+from purelearn import distributed, models, neurons, nn, online, optim, scan, schedules, surrogate, sweep, tree
+from purelearn.app.errors import ConfigError
+from purelearn.app.loop import _check_shards
+from purelearn.app.ranks import Ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = (ROOT / "docs" / "bad_inputs.md").read_text()
@@ -326,6 +329,18 @@ CASES: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
     # ---- the application's configuration
     "config-bad-value": (lambda: _app().Config(lr=-1.0).validate(), ValueError,
                          r"^`lr` must be a number > 0, got -1.0$"),
+    # ---- data parallelism
+    "data-parallel-not-data-parallel": (lambda: online.fptt(_model(), F.mse_loss, optim.sgd(lr=0.1),
+                                                            data_parallel="gloo"),
+                                        TypeError, r"fptt: `data_parallel` must be a "
+                                                   r"purelearn.distributed.DataParallel or None, got str"),
+    "data-parallel-loss-reduction": (lambda: distributed.DataParallel(loss_reduction="avg"), ValueError,
+                                     r"`loss_reduction` must be 'mean' or 'sum', got 'avg'"),
+    "shard-fewer-samples-than-ranks": (lambda: distributed.shard_bounds(3, 4, 0), ValueError,
+                                       r"a batch of 3 sample\(s\) cannot give each of 4 ranks at least one"),
+    "ranks-batch-too-small": (lambda: _check_shards(Ranks(rank=0, world=4), n_train=60, batch_size=3, n_test=8),
+                              ConfigError, r"`batch_size` 3 over 60 training samples gives a batch of 3 sample\(s\), "
+                                           r"fewer than the 4 ranks"),
 }
 
 
@@ -694,6 +709,20 @@ def _too_large_for_memory(tmp_path: Path, stack: contextlib.ExitStack) -> list[s
 
 TINY_ARGV = ["--limit", "64", "--T", "4", "--hidden", "16", "--batch-size", "32", "--no-plot", "--quiet"]
 
+def _under_torchrun(argv: list[str]) -> Callable[[Path, contextlib.ExitStack], list[str]]:
+    """``argv`` run with ``WORLD_SIZE=2`` in the environment, as torchrun starts a rank."""
+    def prepare(tmp: Path, stack: contextlib.ExitStack) -> list[str]:
+        import os
+
+        before = os.environ.get("WORLD_SIZE")
+        os.environ["WORLD_SIZE"] = "2"
+        stack.callback(lambda: os.environ.pop("WORLD_SIZE") if before is None else os.environ.update(
+            WORLD_SIZE=before))
+        return argv
+
+    return prepare
+
+
 CLI_CASES: dict[str, tuple[list[str] | Callable[[Path, contextlib.ExitStack], list[str]], str]] = {
     "cli-unknown-algo": (["train", "--algo", "nope"], r"argument --algo: invalid choice: 'nope'"),
     "cli-bad-path": (["train", "--data", "/nonexistent/data.pt"], r"--data .* '/nonexistent/data.pt' does not exist"),
@@ -739,6 +768,11 @@ CLI_CASES: dict[str, tuple[list[str] | Callable[[Path, contextlib.ExitStack], li
                      r"written; try a lower --lr or gradient clipping \(--clip\)"),
     "cli-resume-fewer-epochs": (_resume_fewer_epochs, r"--epochs 1 is below the 2 epochs the run in .*run has done; "
                                                       r"give --epochs >= 2, or leave it out"),
+    "cli-dist-timeout": (["train", "--dist-timeout", "0"], r"argument --dist-timeout: expected a finite number > 0, "
+                                                           r"got '0'"),
+    "cli-compare-under-torchrun": (_under_torchrun(["compare", "--algos", "fptt"]),
+                                   r"^purelearn compare: error: compare runs in one process; launch it without "
+                                   r"torchrun \(only train and sweep run across ranks\)$"),
     "cli-resume-changed-data": (_resume_changed_data,
                                 r"error: the data of the run in .*run changed since its checkpoint \(fingerprint "
                                 r"sha256:.* then, sha256:.* now\): resuming would not continue the run exactly; "

@@ -15,7 +15,10 @@ only ``--overwrite`` may replace, a run too large for the machine's memory) are 
 and exit code 2; a run that diverged (a non-finite loss: the last good checkpoint is kept) is one
 line and exit code 3; an output that could not be written (a full disk, a file system turned
 read-only: the last good checkpoint is kept) one line and exit code 4; a ``compare`` in which some
-algorithm failed exits 1; an interrupt 130. ``PURELEARN_DEBUG=1`` (or ``true``, ``yes``, ``on``)
+algorithm failed exits 1; an interrupt 130. Under ``torchrun --nproc-per-node K -m purelearn train``
+(or ``sweep``) the command runs across K ranks (:mod:`purelearn.app.ranks`): rank 0 prints and
+writes, an error found before training is printed once by the rank that found it, and a rank
+stopped by another's failure says so in one line (exit 1). ``PURELEARN_DEBUG=1`` (or ``true``, ``yes``, ``on``)
 shows the traceback instead; ``0``, ``false``, ``no``, ``off`` or empty do not.
 """
 
@@ -33,32 +36,32 @@ from typing import Any, NoReturn
 
 import torch
 
-from .. import checkpoint, data, models
+from .. import checkpoint, data, distributed, models
 from . import registry, report, task
 from .compare import compare, configs_for
 from .config import INT_MAX, Config
-from .errors import ConfigError, DivergedError, StorageError
+from .errors import EXIT_DIVERGED, EXIT_STORAGE, EXIT_USAGE, ConfigError, DivergedError, StorageError, exit_code  # noqa: F401 (exit codes re-exported)
 from .loop import fit
+from .ranks import DEFAULT_TIMEOUT_S, Ranks, StoppedByRank, from_environment
+from .ranks import close as close_ranks
 from .sweeps import MAX_CONFIGS, SWEEPABLE, parse_values, sweep_fit
 
 __all__ = ["main", "build_parser", "flag", "flag_message"]
 
-EXIT_USAGE = 2
-#: A run that stopped at a non-finite loss (:class:`DivergedError`).
-EXIT_DIVERGED = 3
-#: An output that could not be written: a full disk, a read-only file system (:class:`StorageError`).
-EXIT_STORAGE = 4
 #: The most torch threads ``--threads`` takes (torch refuses more than a C int, and starts them lazily).
 MAX_THREADS = 4096
 #: Values of ``PURELEARN_DEBUG`` (lower case, stripped) that show tracebacks, and those that do not.
 DEBUG_ON, DEBUG_OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
-RESUMABLE = {"epochs", "out", "no_plot", "quiet", "resume", "threads", "overwrite", "allow_changed_data"}
+RESUMABLE = {"epochs", "out", "no_plot", "quiet", "resume", "threads", "overwrite", "allow_changed_data",
+             "dist_timeout"}
 FIELDS = {f.name for f in dataclasses.fields(Config)}
 #: Names in messages whose flag is not ``--`` + the name with dashes (``out_dir``), or that are
 #: arguments of ``fit`` / ``compare`` rather than config fields.
 _FLAGS = {"out_dir": "--out", "resume": "--resume", "overwrite": "--overwrite",
           "allow_changed_data": "--allow-changed-data", "max_configs": "--max-configs"}
 DEFAULTS = Config()
+#: Errors that every rank raises together (a collective check): only rank 0 prints them.
+COLLECTIVE_ERRORS = (DivergedError, distributed.RanksDisagree)
 
 
 def flag(field: str) -> str:
@@ -229,6 +232,10 @@ def _add_run_options(p: argparse.ArgumentParser, sweep: bool = False, compare: b
     r.add_argument("--threads", type=_threads, default=None,
                    help=f"torch intra-op CPU threads, at most {MAX_THREADS} (default: 1: the networks here are small, "
                         "and one thread is fastest and does not oversubscribe a shared machine)")
+    if not compare:
+        r.add_argument("--dist-timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                       help="under torchrun: how long a collective waits for the other ranks before the job stops "
+                            f"(default: {DEFAULT_TIMEOUT_S:g})")
     if not sweep:
         r.add_argument("--compile", action="store_true", default=None,
                        help="compile the learner's steps with torch.compile (slow to start on CPU; same numbers)")
@@ -377,7 +384,8 @@ def _progress(args: argparse.Namespace) -> Any:
 # ----------------------------------------------------------------------------- commands
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _cmd_train(args: argparse.Namespace, ranks: Ranks | None = None) -> int:
+    writer = ranks is None or ranks.writer
     if args.resume is not None:
         bad = [k for k, v in vars(args).items() if k not in RESUMABLE and k != "command" and v not in (None, False)]
         if bad:
@@ -386,8 +394,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
                              "only --epochs, --out, --threads, --no-plot and --quiet may be given with --resume")
         if not os.path.isdir(args.resume):
             raise UsageError(f"--resume {args.resume}: no such folder")
-        result = fit(Config(), args.out, resume=args.resume, stream=_progress(args), plot=not args.no_plot,
-                     epochs=args.epochs, overwrite=args.overwrite, allow_changed_data=args.allow_changed_data)
+        result = fit(Config(), args.out, resume=args.resume, stream=_progress(args) if writer else None,
+                     plot=not args.no_plot, epochs=args.epochs, overwrite=args.overwrite,
+                     allow_changed_data=args.allow_changed_data, ranks=ranks)
         out = args.out or args.resume
     else:
         if args.allow_changed_data:
@@ -395,19 +404,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _check_data(args.data)
         config = _config_from(args).validate()
         out = args.out or _default_out(config.algo, config.data)
-        result = fit(config, out, stream=_progress(args), plot=not args.no_plot, overwrite=args.overwrite)
+        if ranks is not None:
+            out = ranks.broadcast(out)  # rank 0's timestamp
+        result = fit(config, out, stream=_progress(args) if writer else None, plot=not args.no_plot,
+                     overwrite=args.overwrite, ranks=ranks)
+    if not writer:
+        return 0
     m = result.metrics
     growth = f", +{m['peak_rss_growth_mib']:.1f} MiB over the start" if "peak_rss_growth_mib" in m else ""
     print(f"{m['config']['algo']} on {m['data']['name']} ({m['config']['model']}, {m['epochs_completed']} epochs): "
           f"test accuracy {100 * m['test_accuracy']:.2f}% ({m['data']['test_size']} samples), "
-          f"train time {m['train_time_s']:.1f}s ({m['time_per_epoch_s']:.2f}s/epoch), "
+          f"train time {m['train_time_s']:.1f}s ({m['time_per_epoch_s']:.2f}s/epoch"
+          f"{f' on {ranks.world} ranks' if ranks is not None else ''}), "
           f"peak memory {_mib(m['peak_memory_bytes'])} ({m['peak_memory_kind']}{growth})")
     files = [report.METRICS, report.CHECKPOINT] + ([] if args.no_plot else [report.CURVE])
     print(f"wrote {', '.join(os.path.join(out, f) for f in files)}")
     return 0
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
+def _cmd_sweep(args: argparse.Namespace, ranks: Ranks | None = None) -> int:
     _check_data(args.data)
     axes = {name: parse_values(name, getattr(args, name), integer=name == "seed", max_values=args.max_configs)
             for name in SWEEPABLE if getattr(args, name) is not None}
@@ -415,15 +430,21 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError("sweep: give at least one of --lr, --alpha, --tau, --seed with a list of values")
     config = _config_from(args, skip=SWEEPABLE).validate()
     out = args.out or _default_out(f"sweep-{config.algo}", config.data)
-    result = sweep_fit(config, axes, out, stream=_progress(args), plot=not args.no_plot, overwrite=args.overwrite,
-                       max_configs=args.max_configs)
+    writer = ranks is None or ranks.writer
+    if ranks is not None:
+        out = ranks.broadcast(out)  # rank 0's timestamp
+    result = sweep_fit(config, axes, out, stream=_progress(args) if writer else None, plot=not args.no_plot,
+                       overwrite=args.overwrite, max_configs=args.max_configs, ranks=ranks)
+    if not writer:
+        return 0
     rows = sorted(result["rows"], key=lambda r: r["rank"])
     names = result["axes"]
     print(report.table(["rank", *names, "test acc %", "test loss", "train acc %", "train loss"],
                        [[str(r["rank"]), *(f"{r[n]:g}" for n in names), f"{100 * r['test_accuracy']:.2f}",
                          f"{r['test_loss']:.4f}", f"{100 * r['train_accuracy']:.2f}", f"{r['train_loss']:.4f}"]
                         for r in rows]))
-    print(f"{len(rows)} configs in one vmapped program: {result['time_s']:.1f}s, peak memory "
+    where = "one vmapped program" if ranks is None else f"one vmapped program per rank on {ranks.world} ranks"
+    print(f"{len(rows)} configs in {where}: {result['time_s']:.1f}s, peak memory "
           f"{_mib(result['peak_memory_bytes'])} ({result['peak_memory_kind']})")
     files = ["sweep.csv", "sweep.json"] + ([] if args.no_plot else ["sweep.png"])
     print(f"wrote {', '.join(os.path.join(out, f) for f in files)}")
@@ -504,12 +525,6 @@ def _out_of_memory(err: RuntimeError) -> bool:
     return isinstance(err, torch.cuda.OutOfMemoryError) or "can't allocate memory" in str(err)
 
 
-def _exit_code(err: BaseException) -> int:
-    if isinstance(err, DivergedError):
-        return EXIT_DIVERGED
-    return EXIT_STORAGE if isinstance(err, StorageError) else EXIT_USAGE
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``purelearn`` and ``python -m purelearn``; returns the exit code."""
     parser = build_parser()
@@ -519,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     command = {"train": _cmd_train, "sweep": _cmd_sweep, "compare": _cmd_compare, "data": _cmd_data}[args.command]
     prog = f"purelearn {args.command}"
+    ranks = None
     debug = debug_tracebacks()
     if debug is None:
         sys.stderr.write(f"{prog}: warning: PURELEARN_DEBUG={os.environ.get('PURELEARN_DEBUG')!r} is neither on "
@@ -529,20 +545,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = lambda message, *_, **__: sys.stderr.write(f"{prog}: warning: {message}\n")
+            if args.command in ("train", "sweep"):
+                ranks = from_environment(args.dist_timeout)
+                if ranks is not None:
+                    prog = f"{prog} (rank {ranks.rank} of {ranks.world})"
+                return command(args, ranks)
+            if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):
+                raise UsageError(f"{args.command} runs in one process; launch it without torchrun (only train and "
+                                 "sweep run across ranks)")
             return command(args)
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{prog}: interrupted; the last checkpoint (if any) is in the output folder: "
                          "continue with purelearn train --resume DIR\n")
         return 130
+    except StoppedByRank as err:  # another rank failed before training and said why
+        return err.exit_code
     except (UsageError, ValueError, TypeError, OSError, ImportError, checkpoint.CheckpointError,
-            DivergedError) as err:
+            DivergedError, distributed.RanksDisagree) as err:
         if debug:
             raise
+        if ranks is not None and not ranks.writer and isinstance(err, COLLECTIVE_ERRORS):
+            return exit_code(err)  # every rank raised it together: rank 0 says it
         message = " ".join(str(err).split()) or type(err).__name__
         if isinstance(err, (ConfigError, DivergedError, StorageError)):
             message = flag_message(message)
         sys.stderr.write(f"{prog}: error: {message}\n")
-        return _exit_code(err)
+        return exit_code(err)
+    except (distributed.CollectiveFailed, torch.distributed.DistError) as err:  # another rank stopped
+        if debug:
+            raise
+        sys.stderr.write(f"{prog}: stopped: {' '.join(str(err).split())[:300]}\n")
+        return 1
     except RuntimeError as err:  # torch.OutOfMemoryError (CUDA) is one too
         if debug or not _out_of_memory(err):
             raise
@@ -552,3 +585,5 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     finally:
         torch.set_num_threads(threads)
+        if ranks is not None:
+            close_ranks()

@@ -8,6 +8,9 @@
 ================== ============================================================= ==================
 
 A checkpoint that cannot be used is :class:`purelearn.checkpoint.CheckpointError` (one line, exit 2).
+Under ``torchrun``: ranks whose params or optimizer state differ,
+:class:`purelearn.distributed.RanksDisagree` (one line from rank 0, exit 1); a collective that failed
+because another rank stopped, :class:`purelearn.distributed.CollectiveFailed` (one line, exit 1).
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from __future__ import annotations
 import errno
 import os
 
-__all__ = ["ConfigError", "RunInUseError", "DivergedError", "StorageError", "describe_os_error"]
+from ..distributed import RanksDisagree
+
+__all__ = ["ConfigError", "RunInUseError", "DivergedError", "StorageError", "describe_os_error", "exit_code",
+           "EXIT_USAGE", "EXIT_DIVERGED", "EXIT_STORAGE"]
+
+#: Exit codes of the command line: a mistake in the arguments, data, a checkpoint or a run folder; a
+#: run that diverged; an output that could not be written.
+EXIT_USAGE, EXIT_DIVERGED, EXIT_STORAGE = 2, 3, 4
 
 
 class ConfigError(ValueError):
@@ -84,3 +94,13 @@ class StorageError(OSError):
 
     def __reduce__(self) -> tuple[type, tuple[str, int | None]]:
         return type(self), (str(self), self.errno)
+
+
+def exit_code(err: BaseException) -> int:
+    """The command line's exit code for ``err`` (the table above): 3 diverged, 4 storage, 1 ranks that
+    disagree (:class:`purelearn.distributed.RanksDisagree`), else 2."""
+    if isinstance(err, RanksDisagree):
+        return 1
+    if isinstance(err, DivergedError):
+        return EXIT_DIVERGED
+    return EXIT_STORAGE if isinstance(err, StorageError) else EXIT_USAGE

@@ -64,14 +64,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TextIO
 
+import optree
 import torch
 
-from .. import checkpoint, compile, data, models, online, schedules, tree
-from ..nn import Sequential
+from .. import checkpoint, compile, data, distributed, models, online, schedules, tree
+from ..nn import BatchNormState, Sequential
 from . import lock, memory, registry, report, task
 from .config import Config, from_stored
-from .errors import ConfigError, DivergedError
+from .errors import ConfigError, DivergedError, exit_code
 from .progress import Progress
+from .ranks import Ranks
 
 __all__ = ["EVAL_DENSE_ELEMENTS", "RunResult", "Setup", "setup", "init_params", "example_step", "test_set",
            "build_learner", "TENSOR_HYPERPARAMETERS", "hyperparameter_tensors",
@@ -177,7 +179,8 @@ def run_epoch(run: Callable[..., Any], carry: Any, batch_iter: Iterable[tuple[to
               on_batch: Callable[[torch.Tensor, torch.Tensor, int], None] | None = None,
               dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
               predict_weights: torch.Tensor | None = None,
-              check_finite: bool = False) -> tuple[Any, torch.Tensor, torch.Tensor]:
+              check_finite: bool = False,
+              data_parallel: distributed.DataParallel | None = None) -> tuple[Any, torch.Tensor, torch.Tensor]:
     """One pass of ``run(carry, x_seq, y_seq)`` (a learner's ``run``, or ``compile.run(learner)``) over
     ``batch_iter``; returns ``(carry, mean loss, accuracy)`` as 0-d tensors.
 
@@ -186,6 +189,9 @@ def run_epoch(run: Callable[..., Any], carry: Any, batch_iter: Iterable[tuple[to
     the running sums after each batch (for a progress bar). With ``check_finite`` (not under
     ``vmap``), a non-finite loss raises :class:`DivergedError` naming its batch (1-based); each batch's
     loss is checked after the next batch is launched, so the device is not waited on.
+
+    With ``data_parallel`` (``batch_iter`` yields this rank's shards), the returned loss and accuracy
+    are over all ranks' samples, and a non-finite loss on any rank stops every rank at that batch.
     """
     predict_weights = weights if predict_weights is None else predict_weights
     loss_sum: Any = torch.zeros((), dtype=dtype, device=device)
@@ -198,7 +204,7 @@ def run_epoch(run: Callable[..., Any], carry: Any, batch_iter: Iterable[tuple[to
         carry, outs = run(carry, x_seq, task.targets(labels, weights, num_classes))
         if check_finite:
             if pending is not None:
-                _check_loss(*pending)
+                _check_loss(*pending, data_parallel)
             pending = (batch, outs.loss)
         b = labels.shape[0]
         loss_sum = loss_sum + outs.loss.mean() * b
@@ -207,12 +213,25 @@ def run_epoch(run: Callable[..., Any], carry: Any, batch_iter: Iterable[tuple[to
         if on_batch is not None:
             on_batch(loss_sum, correct, n)
     if pending is not None:
-        _check_loss(*pending)
+        _check_loss(*pending, data_parallel)
+    if data_parallel is not None:
+        loss_sum, correct, n = _summed_over_ranks(data_parallel, loss_sum, correct, n)
     return carry, loss_sum / n, correct.to(dtype) / n
 
 
-def _check_loss(batch: int, loss: torch.Tensor) -> None:
-    if not bool(torch.isfinite(loss).all()):
+def _summed_over_ranks(data_parallel: distributed.DataParallel, loss_sum: torch.Tensor, correct: torch.Tensor,
+                       n: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """An epoch's sums over every rank's samples (one all-reduce, in float64: counts stay exact)."""
+    totals = data_parallel.sum(torch.stack([loss_sum.double(), correct.double(),
+                                            torch.tensor(float(n), dtype=torch.float64, device=loss_sum.device)]))
+    return totals[0].to(loss_sum.dtype), totals[1].round().to(correct.dtype), int(totals[2].item())
+
+
+def _check_loss(batch: int, loss: torch.Tensor, data_parallel: distributed.DataParallel | None = None) -> None:
+    finite = torch.isfinite(loss).all()
+    if data_parallel is not None:  # every rank stops at the same batch, or none does
+        finite = data_parallel.sum((~finite).to(torch.float32).reshape(1))[0] == 0
+    if not bool(finite):
         raise DivergedError(f"non-finite loss ({float(loss.detach().float().mean()):g}) at batch {batch}",
                             batch=batch)
 
@@ -226,7 +245,8 @@ def _finite(carry: Any) -> bool:
 
 def evaluate(model: Sequential, params: Any, x_seq: torch.Tensor | data.Compact, labels: torch.Tensor,
              weights: torch.Tensor, num_classes: int, batch_size: int = 1024,
-             predict_weights: torch.Tensor | None = None, states: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+             predict_weights: torch.Tensor | None = None, states: Any = None,
+             data_parallel: distributed.DataParallel | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean per-step loss (weighted by ``weights``) and accuracy (prediction weighted by
     ``predict_weights``, default ``weights``) of ``params`` on encoded ``x_seq`` [T, N, ...] or on a
     compact set (0-d tensors).
@@ -235,7 +255,8 @@ def evaluate(model: Sequential, params: Any, x_seq: torch.Tensor | data.Compact,
     (``states`` of a training carry: fresh neuron memories, BatchNorm's running statistics as trained)
     or, without ``states``, from fresh states
     (:func:`purelearn.online.forward`), in batches of ``batch_size`` (of a compact set: at most
-    :data:`EVAL_DENSE_ELEMENTS` dense elements per batch).
+    :data:`EVAL_DENSE_ELEMENTS` dense elements per batch). With ``data_parallel``, each rank evaluates
+    its contiguous part of the set and the sums are all-reduced: the numbers of the whole set.
     """
     predict_weights = weights if predict_weights is None else predict_weights
     net = model.inference()
@@ -243,15 +264,22 @@ def evaluate(model: Sequential, params: Any, x_seq: torch.Tensor | data.Compact,
     loss_sum: Any = 0.0
     correct: Any = 0
     n = labels.shape[0]
+    first, end = (0, n) if data_parallel is None else distributed.shard_bounds(
+        n, distributed.world_size(data_parallel.group), distributed.rank(data_parallel.group))
     if not isinstance(x_seq, torch.Tensor):
         batch_size = min(batch_size, max(1, EVAL_DENSE_ELEMENTS // (x_seq.T * math.prod(x_seq.step_shape))))
-    for start in range(0, n, batch_size):
-        xb = data.take(x_seq, start, start + batch_size).to(weights.dtype)
-        lb = labels[start:start + batch_size]
+    for start in range(first, end, batch_size):
+        stop = min(start + batch_size, end)
+        xb = data.take(x_seq, start, stop).to(weights.dtype)
+        lb = labels[start:stop]
         start_states = net.init_states(xb[0]) if states is None else net.reset_states(states)
         _, outs = forward.run(forward.init(params, start_states), xb, task.targets(lb, weights, num_classes))
         loss_sum = loss_sum + outs.loss.mean() * lb.shape[0]
         correct = correct + (task.predict(outs.y, predict_weights) == lb).sum()
+    if data_parallel is not None:
+        loss_sum, correct, n = _summed_over_ranks(data_parallel, torch.as_tensor(loss_sum, dtype=weights.dtype,
+                                                                                 device=weights.device),
+                                                  torch.as_tensor(correct, device=weights.device), end - first)
     return loss_sum / n, correct.to(weights.dtype) / n
 
 
@@ -372,7 +400,7 @@ def _open_run_folder(out_dir: str, resume: str | None, overwrite: bool) -> lock.
 
 def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None, stream: TextIO | None = None,
         plot: bool = True, epochs: int | None = None, overwrite: bool = False,
-        allow_changed_data: bool = False) -> RunResult:
+        allow_changed_data: bool = False, ranks: Ranks | None = None) -> RunResult:
     """Train ``config`` (or continue the run in ``resume``); write outputs to ``out_dir`` if given.
 
     With ``resume``, the run's config comes from its checkpoint (``epochs`` may raise the total
@@ -385,23 +413,83 @@ def fit(config: Config, out_dir: str | None = None, *, resume: str | None = None
     ``out_dir``) unless ``overwrite``. A non-finite loss stops the run with :class:`DivergedError`
     (the last good checkpoint kept). Resumed data that changed since the checkpoint are refused
     unless ``allow_changed_data``. See the module docstring.
+
+    With ``ranks`` (:mod:`purelearn.app.ranks`, under ``torchrun``): data parallelism — each rank
+    trains on its shard of every batch and the learner averages its gradients over the ranks, so the
+    run is the one-process run up to float rounding; rank 0 alone locks and writes ``out_dir`` (the
+    other ranks return the same result without writing). An error found before training on any
+    rank stops every rank (:meth:`Ranks.agree`).
     """
     wall_start = time.perf_counter()
-    if resume is None:
-        config.validate()  # before any folder is created or locked
-    else:
-        out_dir = resume if out_dir is None else out_dir
-    held = None if out_dir is None else _open_run_folder(out_dir, resume, overwrite)
+    held, error = None, None
     try:
-        return _fit(config, out_dir, resume, stream, plot, epochs, allow_changed_data, wall_start)
+        if resume is None:
+            config.validate()  # before any folder is created or locked
+        else:
+            out_dir = resume if out_dir is None else out_dir
+        if out_dir is not None and (ranks is None or ranks.writer):
+            held = _open_run_folder(out_dir, resume, overwrite)
+    except Exception as err:
+        if ranks is None:
+            raise
+        error = err
+    try:
+        if ranks is not None:
+            ranks.agree(error, exit_code(error) if error is not None else 0)
+            if not ranks.writer:  # rank 0 writes; the others read `resume` only
+                out_dir, stream, plot = None, None, False
+        return _fit(config, out_dir, resume, stream, plot, epochs, allow_changed_data, wall_start, ranks)
     finally:
         if held is not None:
             held.release()
 
 
+def _check_shards(ranks: Ranks, n_train: int, batch_size: int, n_test: int) -> None:
+    """Every rank must get at least one sample of every batch and of the test set."""
+    last = n_train % batch_size
+    if batch_size < ranks.world or 0 < last < ranks.world:
+        size = batch_size if batch_size < ranks.world else last
+        raise ConfigError("batch_size", f"`batch_size` {batch_size} over {n_train} training samples gives a batch of "
+                                        f"{size} sample(s), fewer than the {ranks.world} ranks (each takes a part of "
+                                        "every batch): choose a `batch_size` that leaves every batch at least "
+                                        f"{ranks.world} samples, or launch fewer ranks")
+    if n_test < ranks.world:
+        raise ConfigError("data", f"the test set has {n_test} sample(s), fewer than the {ranks.world} ranks that "
+                                  "evaluate parts of it; launch fewer ranks")
+
+
+def _even_out(ranks: Ranks | None, carry: Any, owner: str) -> Any:
+    """After an epoch under data parallelism: BatchNorm's running statistics (per rank: each saw its
+    shard) become their mean over the ranks, and the params and optimizer state, identical by
+    construction, are checked to be (:class:`~purelearn.distributed.RanksDisagree` otherwise)."""
+    if ranks is None:
+        return carry
+    dp = ranks.data_parallel
+    statistics = lambda s: isinstance(s, BatchNormState)  # noqa: E731
+    states = optree.tree_map(lambda s: dp.mean(s) if statistics(s) else s, carry.states, is_leaf=statistics,
+                             none_is_leaf=True)
+    dp.check_same((carry.params, carry.opt_state), f"{owner}'s params and optimizer state")
+    return carry._replace(states=states)
+
+
 def _fit(config: Config, out_dir: str | None, resume: str | None, stream: TextIO | None, plot: bool,
-         epochs: int | None, allow_changed_data: bool, wall_start: float) -> RunResult:
+         epochs: int | None, allow_changed_data: bool, wall_start: float, ranks: Ranks | None = None) -> RunResult:
     """:func:`fit` once its folder is held."""
+    try:
+        prepared = _prepare(config, out_dir, resume, plot, epochs, allow_changed_data, ranks)
+    except Exception as err:
+        if ranks is None:
+            raise
+        ranks.agree(err, exit_code(err))
+    else:
+        if ranks is not None:
+            ranks.agree(None)
+    return _train(prepared, out_dir, stream, plot, wall_start, ranks)
+
+
+def _prepare(config: Config, out_dir: str | None, resume: str | None, plot: bool, epochs: int | None,
+             allow_changed_data: bool, ranks: Ranks | None) -> _Prepared:
+    """Everything :func:`fit` checks and builds before the first epoch."""
     state = None
     if resume is not None:
         config, state = load_run(resume)
@@ -410,10 +498,14 @@ def _fit(config: Config, out_dir: str | None, resume: str | None, stream: TextIO
                                         f"has done; give `epochs` >= {state['epoch']}, or leave it out")
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
+    if ranks is not None:  # "cuda": this rank's GPU
+        config = dataclasses.replace(config, device=ranks.device(config.device))
     if state is not None and state["epoch"] > config.epochs:
         raise checkpoint.CheckpointError(f"checkpoint in {resume} has done {state['epoch']} epochs but its config "
                                          f"says epochs={config.epochs}: it does not describe one run")
     config, split, model, weights, predict_weights, device = setup(config)
+    if ranks is not None:
+        _check_shards(ranks, len(split.train), config.batch_size, len(split.test))
     fingerprint = data.fingerprint(split)
     if state is not None:
         _check_data(state, fingerprint, resume, allow_changed_data)
@@ -421,11 +513,12 @@ def _fit(config: Config, out_dir: str | None, resume: str | None, stream: TextIO
         report.pyplot()  # fail now, not after training, if matplotlib is missing
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    num_classes, T = split.num_classes, split.train.T
+    T = split.train.T
     n_batches = math.ceil(len(split.train) / config.batch_size)
     every = updates_per_epoch(config, model, T, n_batches)
     lr = learning_rate(config, config.lr, every)
-    learner = build_learner(config, model, lr, **hyperparameter_tensors(config, device))
+    learner = build_learner(config, model, lr, **hyperparameter_tensors(config, device),
+                            data_parallel=None if ranks is None else ranks.data_parallel)
     run = compile.run(learner) if config.compile else learner.run
     generator = torch.Generator().manual_seed(config.data_seed)
     example = example_step(split, device)
@@ -451,6 +544,44 @@ def _fit(config: Config, out_dir: str | None, resume: str | None, stream: TextIO
             saved_epoch = start_epoch
     num_params = sum(p.numel() for p in tree.leaves(carry.params))
     rss_start = report.current_rss()  # after data, model and plotting are loaded: the growth is training's
+    return _Prepared(config, split, model, weights, predict_weights, device, fingerprint, n_batches, every, lr,
+                     learner, run, generator, x_test, y_test, saved_epoch, carry, start_epoch, history, train_time,
+                     num_params, rss_start)
+
+
+class _Prepared(NamedTuple):
+    config: Config
+    split: data.Split
+    model: Sequential
+    weights: torch.Tensor
+    predict_weights: torch.Tensor
+    device: torch.device
+    fingerprint: str
+    n_batches: int
+    every: int
+    lr: Any
+    learner: Any
+    run: Callable[..., Any]
+    generator: torch.Generator
+    x_test: Any
+    y_test: torch.Tensor
+    saved_epoch: int | None
+    carry: Any
+    start_epoch: int
+    history: list[dict[str, Any]]
+    train_time: float
+    num_params: int
+    rss_start: int | None
+
+
+def _train(prepared: _Prepared, out_dir: str | None, stream: TextIO | None, plot: bool, wall_start: float,
+           ranks: Ranks | None) -> RunResult:
+    """:func:`fit`'s epochs, checkpoints and metrics."""
+    (config, split, model, weights, predict_weights, device, fingerprint, n_batches, every, lr, learner, run,
+     generator, x_test, y_test, saved_epoch, carry, start_epoch, history, train_time, num_params,
+     rss_start) = prepared
+    num_classes = split.num_classes
+    data_parallel = None if ranks is None else ranks.data_parallel
 
     def what_is_kept() -> str:
         """What a failed write leaves of the run (writes are atomic: the previous files are intact)."""
@@ -460,7 +591,8 @@ def _fit(config: Config, out_dir: str | None, resume: str | None, stream: TextIO
                 f"folder writable) and continue with `resume` {out_dir}")
 
     def finish(diverged: dict[str, Any] | None = None) -> dict[str, Any]:
-        metrics = report.metrics(config, split, history, train_time, device, num_params, rss_start, fingerprint)
+        metrics = report.metrics(config, split, history, train_time, device, num_params, rss_start, fingerprint,
+                                 world_size=1 if ranks is None else ranks.world)
         if diverged is not None:
             metrics["diverged"] = diverged
         metrics["wall_time_s"] = time.perf_counter() - wall_start  # this call: data, training, evaluation, files
@@ -492,13 +624,17 @@ def _fit(config: Config, out_dir: str | None, resume: str | None, stream: TextIO
             bar.update(f"loss {loss_sum.item() / n:.4f} acc {100 * correct.item() / n:.1f}%" if bar.live else "")
 
         t0 = time.perf_counter()
+        batches = data.batches(split.train, config.batch_size, generator)
+        if ranks is not None:  # every rank draws the global batch (same order, same spikes) and takes its part
+            batches = ((ranks.shard(x_seq, 1), ranks.shard(labels, 0)) for x_seq, labels in batches)
         try:
             carry, train_loss, train_acc = run_epoch(
-                run, carry, data.batches(split.train, config.batch_size, generator), weights, num_classes,
-                on_batch=on_batch, device=device, predict_weights=predict_weights, check_finite=True)
+                run, carry, batches, weights, num_classes, on_batch=on_batch, device=device,
+                predict_weights=predict_weights, check_finite=True, data_parallel=data_parallel)
         except DivergedError as err:
             bar.close("diverged")
             raise diverge(epoch + 1, err.batch, f"{err} of {n_batches} in epoch {epoch + 1}") from None
+        carry = _even_out(ranks, carry, config.algo)
         if not _finite(carry):
             bar.close("diverged")
             raise diverge(epoch + 1, None, "the parameters or optimizer state became non-finite in the last update "
@@ -508,7 +644,8 @@ def _fit(config: Config, out_dir: str | None, resume: str | None, stream: TextIO
         elapsed = time.perf_counter() - t0
         train_time += elapsed
         test_loss, test_acc = evaluate(model, carry.params, x_test, y_test, weights, num_classes,
-                                       predict_weights=predict_weights, states=carry.states)
+                                       predict_weights=predict_weights, states=carry.states,
+                                       data_parallel=data_parallel)
         row = {"epoch": epoch + 1, "lr": float(lr(torch.tensor(epoch * every))), "train_loss": train_loss.item(),
                "train_accuracy": train_acc.item(), "test_loss": test_loss.item(),
                "test_accuracy": test_acc.item(), "time_s": elapsed}

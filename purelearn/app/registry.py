@@ -249,11 +249,12 @@ def build_model(model: str, algo: str, step_shape: tuple[int, ...], num_classes:
 
 
 def make_learner(algo: str, model: Sequential, optimizer: optim.GradientTransformation, *,
-                 loss_fn: task.LossFn = task.loss_fn, **options: Any) -> Any:
+                 loss_fn: task.LossFn = task.loss_fn, data_parallel: Any = None, **options: Any) -> Any:
     """The learner of ``algo`` with the per-step ``loss_fn`` (:func:`purelearn.app.task.loss_fn`).
 
     ``options`` are learner keywords that ``algo`` reads (``alpha``, ``window``, ``k``, ...); ``None``
     values are left out (the learner's defaults apply), others it does not read are refused.
+    ``data_parallel`` (every learner takes it) averages the learner's gradients over ranks.
     """
     spec = algorithm(algo)
     given = {name: value for name, value in options.items() if value is not None}
@@ -261,15 +262,18 @@ def make_learner(algo: str, model: Sequential, optimizer: optim.GradientTransfor
     if unknown:
         raise TypeError(f"make_learner: {algo} does not take {', '.join(unknown)}; it takes "
                         f"{', '.join(spec.reads) or 'no options'}")
+    if data_parallel is not None:
+        given["data_parallel"] = data_parallel
     return spec.factory(model, loss_fn, optimizer, **given)
 
 
 def learner_for(config: Config, model: Sequential, optimizer: optim.GradientTransformation,
-                **values: Any) -> Any:
-    """The learner of a resolved ``config``; ``values`` replace config fields (e.g. ``alpha`` as a tensor)."""
+                data_parallel: Any = None, **values: Any) -> Any:
+    """The learner of a resolved ``config``; ``values`` replace config fields (e.g. ``alpha`` as a tensor);
+    ``data_parallel`` (:class:`purelearn.distributed.DataParallel`) averages its gradients over ranks."""
     spec = algorithm(config.algo)
     options = {kw: values.get(name, getattr(config, name)) for kw, name in spec.reads.items()}
-    return make_learner(config.algo, model, optimizer, **options)
+    return make_learner(config.algo, model, optimizer, data_parallel=data_parallel, **options)
 
 
 def make_optimizer(name: str, lr: Any, clip: float | None = None) -> optim.GradientTransformation:

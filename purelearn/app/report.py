@@ -165,7 +165,7 @@ def current_rss() -> int | None:
 
 def metrics(config: Config, split: data.Split, history: list[dict[str, Any]], train_time: float,
             device: torch.device, num_params: int, rss_start: int | None,
-            fingerprint: str | None = None) -> dict[str, Any]:
+            fingerprint: str | None = None, world_size: int = 1) -> dict[str, Any]:
     """The ``metrics.json`` of a run: versions, config, data (with its ``fingerprint``,
     :func:`purelearn.data.fingerprint`), final and per-epoch numbers, time, memory."""
     peak, kind = peak_memory(device)
@@ -176,6 +176,7 @@ def metrics(config: Config, split: data.Split, history: list[dict[str, Any]], tr
         "python": platform.python_version(),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "world_size": world_size,
         "config": config.to_dict(),
         "data": {"name": split.name, "encoding": split.train.encoding, "T": split.train.T,
                  "train_size": len(split.train), "test_size": len(split.test),
