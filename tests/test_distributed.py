@@ -4,15 +4,12 @@ loopback whose learners equal one process on the global batch (tests/_data_paral
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _launch import launch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,31 +17,6 @@ from purelearn import distributed, neurons, nn, online, optim, tree
 
 HERE = Path(__file__).parent
 WORKER = HERE / "_data_parallel_worker.py"
-TIMEOUT_S = 240
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(script: Path, *args: str, world: int = 2, timeout: float = TIMEOUT_S) -> list[subprocess.CompletedProcess]:
-    """Run ``script RANK WORLD INIT_METHOD *args`` as ``world`` processes on loopback, bounded in time."""
-    init = f"tcp://127.0.0.1:{free_port()}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(world), init, *args], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(world)]
-    done = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=timeout)
-            done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    return done
 
 
 @pytest.fixture(scope="module")
