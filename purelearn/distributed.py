@@ -104,8 +104,9 @@ def shard(x: torch.Tensor, dim: int = 0, group: Any = None) -> torch.Tensor:
     return x.narrow(dim, start, stop - start)
 
 
-def _group(group: Any) -> Any:
-    return dist.group.WORLD if group is None else group
+def _plain_eager() -> bool:
+    """Outside every ``torch.func`` transform and ``torch.compile`` trace: in-place collectives apply."""
+    return not (torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling())
 
 
 def _buckets(leaves: list[torch.Tensor]) -> dict[tuple[torch.dtype, torch.device], list[int]]:
@@ -149,14 +150,23 @@ class DataParallel:
                 for i, reduced in zip(index, self._per_leaf([leaves[i] for i in index], count), strict=True):
                     out[i] = reduced
                 continue
-            flat = torch.cat([leaves[i].reshape(-1) for i in index])
-            if self.loss_reduction == "mean":
-                weight = torch.full((1,), float(count), dtype=dtype, device=device)
-                flat = torch.cat([flat * count, weight])
-            flat = _all_reduce(flat, "sum", self.group)
-            if self.loss_reduction == "mean":
-                flat = flat[:-1] / flat[-1]
             sizes = [leaves[i].numel() for i in index]
+            if _plain_eager():  # one fresh buffer, reduced in place: three passes over the gradients, no more
+                flat = torch.empty(sum(sizes) + 1, dtype=dtype, device=device)
+                torch.cat([leaves[i].reshape(-1) for i in index], out=flat[:-1])
+                if self.loss_reduction == "mean":
+                    flat[:-1].mul_(count)
+                flat[-1] = count
+                collective(dist.all_reduce, flat, op=dist.ReduceOp.SUM, group=self.group)
+                flat = flat[:-1].div_(flat[-1]) if self.loss_reduction == "mean" else flat[:-1]
+            else:  # under vmap or a trace: the functional operator
+                flat = torch.cat([leaves[i].reshape(-1) for i in index])
+                if self.loss_reduction == "mean":
+                    weight = torch.full((1,), float(count), dtype=dtype, device=device)
+                    flat = _all_reduce(torch.cat([flat * count, weight]), "sum", self.group)
+                    flat = flat[:-1] / flat[-1]
+                else:
+                    flat = _all_reduce(flat, "sum", self.group)
             for i, piece in zip(index, torch.split(flat, sizes), strict=True):
                 out[i] = piece.view(leaves[i].shape)
         return optree.tree_unflatten(spec, out)
