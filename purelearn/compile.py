@@ -75,8 +75,8 @@ import torch.utils._pytree
 from .online import driver
 from .online.driver import StepOutput
 
-__all__ = ["CompiledStep", "CompiledRun", "step", "run", "materialize", "keep_freed_memory", "FAST_START", "MAX_SPEED",
-           "CPU_OPTIONS"]
+__all__ = ["CompiledStep", "CompiledRun", "step", "run", "materialize", "keep_freed_memory", "scan_cacheable",
+           "FAST_START", "MAX_SPEED", "CPU_OPTIONS", "SCAN_CACHE_MARK"]
 
 #: The inductor options behind ``mode="fast-start"``: scalar C++ kernels (no explicit SIMD).
 FAST_START: dict[str, Any] = {"cpp.vec_isa_ok": False}
@@ -365,6 +365,26 @@ def _torch_scan(f: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any, y
     return rebuild(list(tensors)), pytree.tree_unflatten(list(ys), y_spec)
 
 
+#: What :func:`scan_cacheable` adds to ``torch._inductor.config.unsafe_marked_cacheable_functions``.
+SCAN_CACHE_MARK = {"torch.ops.higher_order.scan": f"purelearn.compile: scan body hashed with its graph (torch "
+                                                   f"{torch.__version__})"}
+
+
+def scan_cacheable() -> Any:
+    """A context in which inductor's on-disk caches (FX graph and AOT autograd) keep graphs that hold
+    torch's scan operator. torch 2.13 does not mark the operator cacheable, so every such graph
+    bypasses the caches ("Can't cache HigherOrderOperator: scan") and a new process generates and
+    loads the whole-sequence program's code again (the C++ builds alone are reused): half of a warm
+    start. The loop's body is a subgraph of the cached graph, so it is part of the cache key like
+    every other node (as for ``invoke_subgraph``, which torch marks cacheable); the mark's value
+    carries torch's version, so another torch never reuses an entry. :class:`CompiledRun` compiles
+    and calls its programs inside this context; nothing outside it is affected."""
+    import torch._inductor.config as inductor_config
+
+    marked = inductor_config.unsafe_marked_cacheable_functions
+    return inductor_config.patch(unsafe_marked_cacheable_functions={**marked, **SCAN_CACHE_MARK})
+
+
 def _plan_key(plan: tuple[driver.Call, ...]) -> tuple[Any, ...]:
     return tuple((call.start, call.stop, isinstance(call.t, slice), call.options) for call in plan)
 
@@ -405,7 +425,8 @@ class CompiledRun:
             own = _with_own_code(sequence, f"purelearn_sequence_{next(_counter)}")
             kwargs = self.compiled_step._kwargs_for(carry, (x_seq, y_seq))
             program = self.programs[key] = torch.compile(own, **kwargs)
-        return program(carry, x_seq, y_seq)
+        with scan_cacheable():
+            return program(carry, x_seq, y_seq)
 
     def _prepare(self, carry: Any, plan: tuple[driver.Call, ...], x_seq: torch.Tensor, y_seq: torch.Tensor
                  ) -> tuple[Any, Any]:
