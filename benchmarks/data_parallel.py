@@ -6,9 +6,9 @@ The configuration is compute-bound: a LIF MLP, 700 inputs → 512 LIF → 20 lea
 (``purelearn.neurons.LI``), soft-target cross-entropy at every step, SGD (lr 0.01, momentum 0.9),
 a global batch of 256 (per-sample work dominates a step; at 128 the per-parameter work of the
 optimizer and FPTT's regulariser is a third of it), T = 50, and an "epoch" of 8 sequences of random
-spikes (rate 0.05, fixed seed; random labels: only the arithmetic matters). ``--algo`` picks the learner (``fptt`` per step by
-default, alpha 0.1; ``fptt_dual``; ``ottt`` online; ``sltt`` one update per sequence; ``bptt``);
-OTTT and SLTT get their own hidden neurons (``OTTTLIF``, ``SLTTLIF``).
+spikes (rate 0.05, fixed seed; random labels: only the arithmetic matters). ``--algo`` picks the
+learner (``fptt`` per step by default, alpha 0.1; ``fptt_dual``; ``ottt`` online; ``sltt`` one update
+per sequence; ``bptt``); OTTT and SLTT get their own hidden neurons (``OTTTLIF``, ``SLTTLIF``).
 
 Every run is a fresh set of processes, this script called with ``--worker RANK WORLD INIT OUT``:
 the 1-process run (all 256 samples, no process group), the K-rank run (gloo on 127.0.0.1, each rank

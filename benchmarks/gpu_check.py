@@ -28,7 +28,7 @@ Outputs in ``--out`` (default ``$OUT``, else ``gpu_check_out``): ``gpu_check.jso
 ``gpu_check.md`` (the table for the README, also printed at the end) and one log per phase.
 
 ``--dry-run`` runs every phase for real on the cpu, small: FPTT on net B with T=4, one round, the compiled
-contenders with the ``aot_eager`` backend (reduce-overhead: the same compiled run, no mode) and the
+contenders with dynamo's ``eager`` backend (the graph capture; reduce-overhead: the same compiled run, no mode) and the
 CUDA-graph contenders' static-buffer plumbing uncaptured, two device tests and two general tests. The JSON has the same
 schema with ``"dry_run": true``.
 """
@@ -442,7 +442,7 @@ def bench_row(args: argparse.Namespace, method: str, device: Any) -> dict[str, A
     add("sj", sj_setup)
     add("eager", sequence_fn("eager", learner.run))
 
-    # compiled (inductor on cuda; the dry run uses --backend aot_eager): compile.run as it is; if that
+    # compiled (inductor on cuda; the dry run uses --backend eager): compile.run as it is; if that
     # fails and compile.run has a per-step path (whole_sequence=False), that one, the error kept
     run = None
     if left() > args.min_compile_s:
@@ -693,7 +693,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--methods", default=None, help="bench methods, most important first (default "
                     "fptt,sltt,ottt_o; dry fptt)")
     ap.add_argument("--repeats", type=int, default=None, help="bench rounds (default 7; dry 1)")
-    ap.add_argument("--backend", default=None, help="torch.compile backend (default inductor; dry aot_eager)")
+    ap.add_argument("--backend", default=None, help="torch.compile backend (default inductor; dry eager)")
     ap.add_argument("--min-row-s", type=float, default=None, help="no bench row starts with less left (default 45)")
     ap.add_argument("--min-compile-s", type=float, default=None,
                     help="no compiled contender starts with less left (default 30)")
@@ -711,7 +711,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.net = args.net or ("B" if dry else "A")
     args.T = args.T if args.T is not None else (4 if dry else None)
     args.repeats = args.repeats or (1 if dry else 7)
-    args.backend = args.backend or ("aot_eager" if dry else "inductor")
+    args.backend = args.backend or ("eager" if dry else "inductor")
     args.min_row_s = args.min_row_s if args.min_row_s is not None else (5 if dry else 45)
     args.min_compile_s = args.min_compile_s if args.min_compile_s is not None else (3 if dry else 30)
     args.methods = [m for m in (args.methods or ("fptt" if dry else "fptt,sltt,ottt_o")).split(",") if m]

@@ -17,8 +17,10 @@ thread (``torch.set_num_threads(1)``), XLA pinned to one thread too. Sections:
 - memory: peak resident memory of one sequence at several T, one process per point (net B).
 - cold start: first call of a compiled step to its first result, fresh and warm inductor cache.
 
-``--quick`` (about a minute): net B only, eager only, 3 repeats, a short memory sweep, no cold
-start and no JAX. Timings on a shared machine are noisy: read the ratios, not the seconds.
+``--quick`` (a smoke run, about half a minute): net B only, eager only, one round, the sweep on
+T = 4 steps (its speedup is below the full run's), a short memory sweep (two points at a time, each
+in its own process), no cold start and no JAX. Timings on a shared machine are noisy:
+read the ratios, not the seconds.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -282,13 +285,20 @@ def subprocess_json(args: list[str], env: dict[str, str] | None = None, timeout:
     return json.loads(lines[-1])
 
 
-def bench_memory(methods: list[str], Ts: list[int]) -> list[dict[str, Any]]:
-    out = []
-    for method in methods:
-        for T in Ts:
-            log(f"  memory {method} T={T}")
-            out.append(subprocess_json([str(HERE / "memory_point.py"), method, str(T), "B"]))
-    return out
+def bench_memory(methods: list[str], Ts: list[int], workers: int = 1) -> list[dict[str, Any]]:
+    """One process per point (method, T), ``workers`` of them at a time (each measures its own
+    resident memory, so points may run side by side; the full run keeps one at a time)."""
+    points = [(method, T) for method in methods for T in Ts]
+
+    def one(point: tuple[str, int]) -> dict[str, Any]:
+        method, T = point
+        log(f"  memory {method} T={T}")
+        return subprocess_json([str(HERE / "memory_point.py"), method, str(T), "B"])
+
+    if workers <= 1:
+        return [one(p) for p in points]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, points))
 
 
 def bench_cold_start() -> dict[str, Any]:
@@ -504,9 +514,9 @@ def report(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="about a minute: net B, eager only, 3 repeats")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: net B, eager only, one round")
     ap.add_argument("--out", default="results.json", help="where to write the JSON results")
-    ap.add_argument("--repeats", type=int, default=None, help="rounds per row (default 7, quick 3)")
+    ap.add_argument("--repeats", type=int, default=None, help="rounds per row (default 7, quick 1)")
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled mode")
     ap.add_argument("--nets", default=None, help="comma-separated subset of A,B,C")
     ap.add_argument("--methods", default=None, help="comma-separated subset of " + ",".join(nets.METHODS))
@@ -520,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep_freed_memory:
         compile.keep_freed_memory()
     quick = args.quick
-    repeats = args.repeats or (3 if quick else 7)
+    repeats = args.repeats or (1 if quick else 7)
     net_list = args.nets.split(",") if args.nets else (["B"] if quick else ["A", "B", "C"])
     methods = args.methods.split(",") if args.methods else nets.METHODS
     skip = set(filter(None, args.skip.split(",")))
@@ -555,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     res["sweeps"] = []
     if "sweeps" not in skip:
         log("sweeps: net B K=32")
-        res["sweeps"].append(bench_sweep("B", 32, repeats, compiled))
+        res["sweeps"].append(bench_sweep("B", 32, repeats, compiled, T=4 if quick else None))
         if not quick:
             log("sweeps: net A K=8")
             res["sweeps"].append(bench_sweep("A", 8, max(3, repeats // 2), compiled))
@@ -563,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" not in skip:
         log("memory")
         mem_methods = ["fptt", "bptt"] if quick else ["fptt", "fptt_dual", "ottt_o", "sltt", "sltt_k", "bptt"]
-        res["memory"] = bench_memory(mem_methods, [10, 100] if quick else [10, 100, 1000])
+        res["memory"] = bench_memory(mem_methods, [10, 100] if quick else [10, 100, 1000], workers=2 if quick else 1)
     res["cold_start"] = {}
     if compiled and "cold" not in skip:
         log("cold start")

@@ -28,7 +28,8 @@ model, learner and carry are built as ``purelearn train`` builds them (``app.loo
   class), so ``--generate`` samples (default 1,000) are generated, binned and tiled to the 8,156
   (the compact set then has the real size, layout and density).
 
-``--quick``: tiny sizes (seconds per point; what ``tests/test_benchmarks_smoke.py`` runs).
+``--quick``: tiny sizes (seconds per point; what ``tests/test_benchmarks_smoke.py`` runs), ``memory``'s points
+two at a time (each in its own processes: their resident memory is their own).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -194,22 +196,26 @@ def memory(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     raw = _generate(size, spikes_per_unit)  # once: randman at 700 units takes about 40 s (20 classes)
     _log(f"  generated {len(raw.lengths)} samples in {time.perf_counter() - t0:.0f} s")
-    points = []
     with tempfile.TemporaryDirectory() as folder:
         spikes_file = os.path.join(folder, "spikes.pt")
         torch.save(tuple(raw), spikes_file)
-        for algo in algos:
-            for T in Ts:
-                t0 = time.perf_counter()
-                point = {**_point_in_process(algo, T, spikes_file, batch, "step"),
-                         **_point_in_process(algo, T, spikes_file, batch, "run")}
-                points.append(point)
-                point["growth_mib"] = _mib(None if point["peak_bytes"] is None
-                                           else point["peak_bytes"] - point["start_bytes"])
-                point["growth_mib_run"] = _mib(None if point["peak_bytes_run"] is None
-                                               else point["peak_bytes_run"] - point["start_bytes_run"])
-                point["seconds"] = time.perf_counter() - t0
-                _log(f"  memory {algo} T={T}: {_fmt(point['growth_mib'])} MiB ({point['seconds']:.0f} s)")
+
+        def one(algo_T: tuple[str, int]) -> dict[str, Any]:
+            algo, T = algo_T
+            t0 = time.perf_counter()
+            point = {**_point_in_process(algo, T, spikes_file, batch, "step"),
+                     **_point_in_process(algo, T, spikes_file, batch, "run")}
+            point["growth_mib"] = _mib(None if point["peak_bytes"] is None
+                                       else point["peak_bytes"] - point["start_bytes"])
+            point["growth_mib_run"] = _mib(None if point["peak_bytes_run"] is None
+                                           else point["peak_bytes_run"] - point["start_bytes_run"])
+            point["seconds"] = time.perf_counter() - t0
+            _log(f"  memory {algo} T={T}: {_fmt(point['growth_mib'])} MiB ({point['seconds']:.0f} s)")
+            return point
+
+        # each point measures its own processes' resident memory, so --quick runs two side by side
+        with ThreadPoolExecutor(2 if args.quick else 1) as pool:
+            points = list(pool.map(one, [(algo, T) for algo in algos for T in Ts]))
     rows = []
     for algo in algos:
         mine = {p["T"]: p for p in points if p["algo"] == algo}

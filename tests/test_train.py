@@ -424,12 +424,27 @@ def test_sweep_refuses_unknown_axes_and_compile():
 
 @pytest.mark.slow
 def test_compiled_step_gives_the_same_numbers():
+    """``compile=True``: OTTT's whole-sequence program through inductor (``compile.run``'s default; the
+    inductor test of OTTT, tests/test_transforms.py has FPTT's) gives eager's numbers, one graph, no recompile."""
     pytest.importorskip("torch._inductor")
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
     # two epochs: the cosine schedule changes the learning rate the compiled step reads
     config = app.Config(algo="ottt", epochs=2, limit=32, T=3, hidden=8, batch_size=32)
     eager = app.fit(config)
-    compiled = app.fit(dataclasses.replace(config, compile=True))
+    torch._dynamo.reset()
+    counters.clear()
+    try:
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            compiled = app.fit(dataclasses.replace(config, compile=True))
+        assert counters["stats"]["unique_graphs"] == 1  # the whole sequence, its middle steps one scan
+    finally:
+        torch._dynamo.reset()
     assert tree.max_abs_diff(eager.carry.params, compiled.carry.params) <= 1e-5
+    for e, c in zip(eager.history, compiled.history, strict=True):  # every epoch's losses (the outputs)
+        assert math.isclose(e["train_loss"], c["train_loss"], abs_tol=1e-5)
+        assert math.isclose(e["test_loss"], c["test_loss"], abs_tol=1e-5)
     assert math.isclose(eager.metrics["test_loss"], compiled.metrics["test_loss"], abs_tol=1e-5)
 
 
