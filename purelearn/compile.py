@@ -72,6 +72,7 @@ import optree
 import torch
 import torch.utils._pytree
 
+from . import tree
 from .online import driver
 from .online.driver import StepOutput
 
@@ -334,23 +335,23 @@ def _torch_scan(f: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any, y
     """:func:`purelearn.scan.scan`'s contract on torch's scan operator (``torch._higher_order_ops.scan``),
     which compiles the loop once instead of unrolling it. Its carry and outputs must be flat lists of
     tensors: the carry is flattened here (non-tensor leaves, fixed per call, stay outside) and the
-    outputs are rebuilt with ``y_spec``, their tree structure, known beforehand (a side effect in the
-    loop's body would break the graph). Trees go through ``torch.utils._pytree``, which torch's
-    tracers understand."""
+    outputs are rebuilt with ``y_spec``, their tree structure (``torch.utils._pytree``), known
+    beforehand (a side effect in the loop's body would break the graph). The carry is flattened with
+    :func:`purelearn.tree.flatten`, which dynamo traces as plain recursion."""
     from torch._higher_order_ops.scan import scan as scan_op
 
     pytree = torch.utils._pytree
-    leaves, spec = pytree.tree_flatten(carry)
+    leaves, unflatten = tree.flatten(carry)
     is_tensor = [isinstance(x, torch.Tensor) for x in leaves]
     constants = [None if t else x for x, t in zip(leaves, is_tensor, strict=True)]
 
     def rebuild(tensors: list[torch.Tensor]) -> Any:
         it = iter(tensors)
-        return pytree.tree_unflatten([next(it) if t else c for t, c in zip(is_tensor, constants, strict=True)], spec)
+        return unflatten([next(it) if t else c for t, c in zip(is_tensor, constants, strict=True)])
 
     def body(tensors: list[torch.Tensor], x: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         new_carry, y = f(rebuild(tensors), x)
-        new_leaves = [leaf for leaf, t in zip(pytree.tree_leaves(new_carry), is_tensor, strict=True) if t]
+        new_leaves = [leaf for leaf, t in zip(tree.leaves(new_carry), is_tensor, strict=True) if t]
         outs = new_leaves + pytree.tree_leaves(y)
         # the operator refuses outputs that alias its inputs or each other (a leaf passed through
         # unchanged, an output that is also carried): those leave as copies
@@ -419,8 +420,10 @@ class CompiledRun:
             def scan_op(f: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any) -> tuple[Any, Any]:
                 return _torch_scan(f, carry, xs, y_spec)
 
+            groups = driver.groups(plan)  # worked out here, not traced
+
             def sequence(carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor) -> Any:
-                return driver.walk(learner, plan, carry, x_seq, y_seq, learner.step, scan_op)
+                return driver.walk(learner, plan, carry, x_seq, y_seq, learner.step, scan_op, groups)
 
             own = _with_own_code(sequence, f"purelearn_sequence_{next(_counter)}")
             kwargs = self.compiled_step._kwargs_for(carry, (x_seq, y_seq))

@@ -64,7 +64,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-import optree
 import torch
 
 from purelearn import tree, validate
@@ -327,13 +326,13 @@ def _map_leaves(fn: Callable[..., tuple[Any, ...]], width: int, grads: PyTree, *
     ``fn`` returns a ``width``-tuple per leaf; the i-th entries form the i-th output tree (structure of
     ``grads``). An entry of ``others`` that is ``None`` contributes ``None`` for every leaf.
     """
-    flat_g, spec = optree.tree_flatten(grads)
+    flat_g, unflatten = tree.flatten(grads)
     columns = [[None] * len(flat_g) if o is None else tree.leaves(o) for o in others]
     rows = [fn(*leaf) for leaf in zip(flat_g, *columns, strict=True)]
     outputs = zip(*rows, strict=True) if rows else [()] * width
     # A column of Nones (e.g. no momentum buffer) stays None: unflattening None leaves is not
     # supported by torch.compile's optree polyfill.
-    return [None if col and all(c is None for c in col) else spec.unflatten(list(col)) for col in outputs]
+    return [None if col and all(c is None for c in col) else unflatten(list(col)) for col in outputs]
 
 
 # --------------------------------------------------------------------------------------------------

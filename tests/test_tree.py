@@ -270,3 +270,73 @@ def test_purelearn_containers_flatten_to_the_same_tensors_under_torch_pytree(nam
     assert sorted(map(id, ours)) == sorted(map(id, theirs))
     rebuilt = torch_pytree.tree_unflatten(theirs, spec)
     assert tree.structure(rebuilt) == tree.structure(t)
+
+
+# ---- the traced path (inside torch.compile): plain recursion, the same leaves, order and structures as optree
+
+
+class _Pair(NamedTuple):
+    first: Any
+    second: Any
+
+
+def _leaf_tensors() -> st.SearchStrategy[torch.Tensor]:
+    return st.lists(st.integers(1, 3), max_size=2).map(lambda shape: torch.randn(tuple(shape)))
+
+
+_TREES = st.recursive(
+    st.one_of(_leaf_tensors(), st.none(), st.integers(-3, 3)),
+    lambda children: st.one_of(
+        st.dictionaries(st.sampled_from("bacd"), children, max_size=3),
+        st.lists(children, max_size=3),
+        st.lists(children, max_size=3).map(tuple),
+        st.tuples(children, children).map(lambda t: _Pair(*t)),
+    ),
+    max_leaves=8,
+)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal structure (dict key order included) and equal leaves."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+@given(_TREES)
+def test_the_traced_path_gives_optree_leaves_maps_and_structures(t: Any) -> None:
+    from unittest import mock
+
+    import optree
+
+    with mock.patch("torch.compiler.is_compiling", return_value=True):
+        leaves = tree.leaves(t)
+        mapped = tree.map(lambda x: x * 2, t)
+        flat, unflatten = tree.flatten(t)
+        rebuilt = unflatten([x for x in flat])
+        layout_same = tree.same_layout(t, mapped)
+    want = optree.tree_leaves(t)
+    assert len(leaves) == len(want) and all(a is b for a, b in zip(leaves, want, strict=True))
+    assert _same(mapped, optree.tree_map(lambda x: x * 2, t))
+    assert _same(rebuilt, t) and all(a is b for a, b in zip(flat, want, strict=True))
+    assert layout_same == tree.same_layout(t, optree.tree_map(lambda x: x * 2, t))
+
+
+def test_the_traced_same_layout_sees_a_changed_shape_or_structure() -> None:
+    from unittest import mock
+
+    a = {"w": torch.zeros(2, 3), "s": _Pair(torch.zeros(2), None)}
+    with mock.patch("torch.compiler.is_compiling", return_value=True):
+        assert tree.same_layout(a, tree.map(torch.ones_like, a))
+        assert not tree.same_layout(a, {"w": torch.zeros(3, 2), "s": _Pair(torch.zeros(2), None)})
+        assert not tree.same_layout(a, {"w": torch.zeros(2, 3), "s": (torch.zeros(2), None)})
+        assert not tree.same_layout(a, {"w": torch.zeros(2, 3)})
+        assert not tree.same_layout(a, {"w": torch.zeros(2, 3), "s": _Pair(torch.zeros(2), torch.zeros(1))})
+        with pytest.raises(ValueError):
+            tree.map(torch.add, a, {"w": torch.zeros(2, 3)})  # optree's error for mismatched trees

@@ -169,6 +169,8 @@ def map_elementwise(fn: Callable[..., Any], first: Any, *rest: Any) -> Any:
     """``tree.map(fn, first, *rest)`` for an elementwise ``fn`` built from ``+ − × ÷`` (its tensor
     arguments may meet numbers and 0-d tensors, and ``numel()`` of an argument); eagerly
     (:func:`eager_applies`) it runs once over all leaves, with the same numbers."""
+    if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
+        return tree.map(fn, first, *rest)  # decided before flattening anything: cheap to trace
     flat = [optree.tree_flatten(t) for t in (first, *rest)]
     spec = flat[0][1]
     if any(other != spec for _, other in flat[1:]) or not flat[0][0] or not eager_applies([f[0] for f in flat]):

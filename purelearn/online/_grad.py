@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import optree
 import torch
 
+from .. import tree
 from ..nn import Sequential
 from ..scan import scan
 from ._checks import check_loss
@@ -64,7 +65,7 @@ def detach_inputs(*trees: Any) -> Any:
         return trees
     plain = lambda x: x.detach() if isinstance(x, torch.Tensor) and (  # noqa: E731
         x.requires_grad or isinstance(x, torch.nn.Parameter)) else x
-    return optree.tree_map(plain, trees)
+    return tree.map(plain, trees)
 
 
 def loss_and_state(model: Sequential, loss_fn: LossFn, params: Any, states: Any, x_t: torch.Tensor,
@@ -84,6 +85,18 @@ def grad_with_aux(objective: Callable[[Any], tuple[torch.Tensor, Any]], params: 
     Inside ``vmap``, ``grad`` or ``torch.compile`` this is ``torch.func.grad`` itself. Leaves without a
     gradient get zeros.
     """
+    leaves, unflatten = tree.flatten(params) if torch.compiler.is_compiling() else (None, None)
+    if leaves:  # compiling: flat tuples in and out (torch.func's own flattening is costly to trace)
+        aux_unflatten: list[Any] = []
+
+        def flat_objective(*inputs: torch.Tensor) -> tuple[torch.Tensor, tuple[Any, ...]]:
+            out, aux = objective(unflatten(list(inputs)))
+            aux_leaves, rebuild = tree.flatten(aux)
+            aux_unflatten.append(rebuild)
+            return out, tuple(aux_leaves)
+
+        grads, aux_leaves = torch.func.grad(flat_objective, argnums=tuple(range(len(leaves))), has_aux=True)(*leaves)
+        return unflatten(list(grads)), aux_unflatten[0](list(aux_leaves))
     if not eager_applies(params):
         return torch.func.grad(objective, has_aux=True)(params)
     leaves, spec = optree.tree_flatten(params)
@@ -124,7 +137,7 @@ def forward_only(model: Sequential, loss_fn: LossFn, params: Any, states: Any, x
 
 
 def detach(tree_: Any) -> Any:
-    return optree.tree_map(torch.detach, tree_)
+    return tree.map(torch.detach, tree_)
 
 
 def sequence_loss(model: Sequential, loss_fn: LossFn, params: Any, states: Any, x_seq: torch.Tensor,

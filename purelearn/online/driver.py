@@ -38,13 +38,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import optree
 import torch
 
+from .. import tree
 from ..scan import scan
 from ._checks import check_sequence
 
-__all__ = ["StepOutput", "Call", "Learner", "steps", "windows", "steps_or_windows", "run", "walk", "check_plan"]
+__all__ = ["StepOutput", "Call", "Learner", "steps", "windows", "steps_or_windows", "groups", "run", "walk",
+           "check_plan"]
 
 
 class StepOutput(NamedTuple):
@@ -97,9 +98,9 @@ def steps_or_windows(T: int, window: int) -> tuple[Call, ...]:
     return steps(T) if window == 1 else windows(T, window)
 
 
-def _groups(plan: tuple[Call, ...]) -> list[tuple[int, int, int | None, dict[str, Any]]]:
+def groups(plan: tuple[Call, ...]) -> list[tuple[int, int, int | None, dict[str, Any]]]:
     """Runs of consecutive calls with one shape and options: ``(start, count, window length or None,
-    options)``; each run becomes one scan."""
+    options)``; each run becomes one scan (:func:`walk`)."""
     out: list[tuple[int, int, int | None, dict[str, Any]]] = []
     for call in plan:
         length = call.stop - call.start if isinstance(call.t, slice) else None
@@ -137,25 +138,26 @@ def run(learner: Any, carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor,
 
 
 def walk(learner: Any, plan: tuple[Call, ...], carry: Any, x_seq: torch.Tensor, y_seq: torch.Tensor,
-         step: Callable[..., tuple[Any, StepOutput]], scan_fn: Callable[..., tuple[Any, Any]] = scan
-         ) -> tuple[Any, StepOutput]:
+         step: Callable[..., tuple[Any, StepOutput]], scan_fn: Callable[..., tuple[Any, Any]] = scan,
+         plan_groups: list[tuple[int, int, int | None, dict[str, Any]]] | None = None) -> tuple[Any, StepOutput]:
     """:func:`run` of a checked ``plan``: runs of alike calls through ``scan_fn`` (``scan``'s
-    signature; :mod:`purelearn.compile` passes torch's scan), the others one by one."""
+    signature; :mod:`purelearn.compile` passes torch's scan), the others one by one. ``plan_groups``:
+    :func:`groups` of ``plan`` if already worked out (a compiled program does so outside its trace)."""
     pieces = []
-    for start, count, length, options in _groups(plan):
+    for start, count, length, options in groups(plan) if plan_groups is None else plan_groups:
         size = count * (length or 1)
         xs, ys = x_seq[start:start + size], y_seq[start:start + size]
         if length is not None:  # [count·L, ...] -> [count, L, ...]
             xs, ys = xs.unflatten(0, (count, length)), ys.unflatten(0, (count, length))
         if count == 1:
             carry, out = step(carry, xs[0], ys[0], **options)
-            out = optree.tree_map(lambda a: a.unsqueeze(0), out)
+            out = tree.map(lambda a: a.unsqueeze(0), out)
         else:
             carry, out = scan_fn(lambda c, xy, o=options: step(c, xy[0], xy[1], **o), carry, (xs, ys))
         if length is not None:
-            out = optree.tree_map(lambda a: a.flatten(0, 1), out)
+            out = tree.map(lambda a: a.flatten(0, 1), out)
         pieces.append(out)
-    outs = pieces[0] if len(pieces) == 1 else optree.tree_map(lambda *a: torch.cat(a), *pieces)
+    outs = pieces[0] if len(pieces) == 1 else tree.map(lambda *a: torch.cat(a), *pieces)
     return learner.end_sequence(carry), outs
 
 
