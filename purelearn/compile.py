@@ -31,10 +31,12 @@ vmapped step of a hyperparameter sweep: ``compile.step(torch.func.vmap(step_fn))
 Cold start
 ----------
 The first call traces the step with dynamo and has inductor generate and build one C++ kernel per
-fused group; with an empty cache the C++ builds dominate (one compiler run per kernel, seconds
-each). Inductor caches built graphs on disk (``fx_graph_cache``, on by default), so a new process
-with the same model skips them. What remains is tracing: ``engine="trace"`` replaces dynamo's
-bytecode interpretation by one plain run under ``make_fx`` (see :func:`step`).
+fused group; with an empty cache code generation and the C++ builds dominate (one compiler run per
+kernel, seconds each). Inductor caches built graphs on disk (``fx_graph_cache``, on by default), so a
+new process with the same model skips them; whole-sequence programs, which hold torch's scan
+operator, are cached too inside :func:`scan_cacheable`. What remains is tracing, kept short by
+:mod:`purelearn.tree`'s plain-recursion path under ``torch.compile``; ``engine="trace"`` replaces
+dynamo's bytecode interpretation by one plain run under ``make_fx`` (per step, see :func:`step`).
 ``mode="fast-start"`` builds scalar C++ (no explicit SIMD), which compiles about three times
 faster and runs the parameter-sized elementwise kernels slower; ``backend="aot_eager"`` builds
 nothing and runs the traced graph with eager kernels.
