@@ -18,6 +18,7 @@ import traceback
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from _launch import finish
 
 from purelearn import compile, distributed, neurons, nn, online, optim, sweep, tree
 
@@ -194,9 +195,8 @@ def main() -> int:
     if rank == 0:
         with open(out, "w") as f:
             json.dump({"ranks": everyone}, f)
-    dist.destroy_process_group()
     return 1 if "error" in results else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    finish(main())

@@ -42,3 +42,18 @@ def launch(script: Path, *args: str, world: int = 2, timeout: float = TIMEOUT_S)
             if p.poll() is None:
                 p.kill()
     return done
+
+
+def finish(code: int) -> None:
+    """End a worker: wait for every rank (a barrier), leave the process group, and exit with ``code``
+    without the interpreter's teardown, where gloo's threads can meet a closed peer and abort the
+    process ("terminate called without an active exception", seen once in CI)."""
+    import torch.distributed as dist
+
+    try:
+        dist.barrier()
+        dist.destroy_process_group()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

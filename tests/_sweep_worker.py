@@ -19,6 +19,7 @@ import traceback
 
 import torch
 import torch.distributed as dist
+from _launch import finish
 
 from purelearn import app
 from purelearn.app import lock, report
@@ -76,9 +77,8 @@ def main() -> int:
         print(results["error"], file=sys.stderr)
     with open(f"{out}/rank{rank}.json", "w") as f:
         json.dump(results, f)
-    dist.destroy_process_group()
     return 1 if "error" in results else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    finish(main())

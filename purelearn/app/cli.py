@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     command = {"train": _cmd_train, "sweep": _cmd_sweep, "compare": _cmd_compare, "data": _cmd_data}[args.command]
     prog = f"purelearn {args.command}"
-    ranks = None
+    ranks, succeeded = None, False
     debug = debug_tracebacks()
     if debug is None:
         sys.stderr.write(f"{prog}: warning: PURELEARN_DEBUG={os.environ.get('PURELEARN_DEBUG')!r} is neither on "
@@ -549,7 +549,9 @@ def main(argv: list[str] | None = None) -> int:
                 ranks = from_environment(args.dist_timeout)
                 if ranks is not None:
                     prog = f"{prog} (rank {ranks.rank} of {ranks.world})"
-                return command(args, ranks)
+                code = command(args, ranks)
+                succeeded = code == 0
+                return code
             if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):
                 raise UsageError(f"{args.command} runs in one process; launch it without torchrun (only train and "
                                  "sweep run across ranks)")
@@ -586,4 +588,4 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_num_threads(threads)
         if ranks is not None:
-            close_ranks()
+            close_ranks(wait=succeeded)

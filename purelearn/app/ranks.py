@@ -138,7 +138,13 @@ def from_environment(timeout_s: float = DEFAULT_TIMEOUT_S) -> Ranks | None:
     return Ranks(rank=rank, world=world, local_rank=local_rank)
 
 
-def close() -> None:
-    """Leave the process group (if one was joined)."""
+def close(wait: bool = False) -> None:
+    """Leave the process group (if one was joined); with ``wait`` (after a command every rank finished)
+    first wait for all ranks, so none tears its connections down while another still uses them."""
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            try:
+                dist.barrier()
+            except RuntimeError:
+                pass  # a rank already gone: nothing left to wait for
         dist.destroy_process_group()
