@@ -69,9 +69,8 @@ class Ranks:
         return distributed.DataParallel(self.group)
 
     def shard(self, x: torch.Tensor, dim: int) -> torch.Tensor:
-        """This rank's contiguous part of ``x`` along ``dim`` (a view)."""
-        start, stop = distributed.shard_bounds(x.shape[dim], self.world, self.rank)
-        return x.narrow(dim, start, stop - start)
+        """This rank's contiguous part of ``x`` along ``dim`` (a view; :func:`purelearn.distributed.shard`)."""
+        return distributed.shard(x, dim, self.group)
 
     def bounds(self, n: int) -> tuple[int, int]:
         """``[start, stop)`` of this rank's part of ``n`` items."""
